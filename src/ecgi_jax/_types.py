@@ -1,0 +1,29 @@
+"""Shape vocabulary used across ecgi_jax (documentation aliases, not runtime checks).
+
+Dimension names:
+    m  -- number of torso leads (electrodes)
+    n  -- number of heart-surface nodes
+    t  -- number of time samples
+    b  -- batch (patients, noise draws, seeds)
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import jax
+import numpy as np
+
+Array: TypeAlias = jax.Array
+ArrayLike: TypeAlias = jax.typing.ArrayLike
+
+#: Body-surface potentials, ``(m, t)``.
+Leads: TypeAlias = Array
+#: Heart-surface quantity over time (potentials u, recovery v), ``(n, t)``.
+HeartMap: TypeAlias = Array
+#: Transfer matrix from heart nodes to leads, ``(m, n)``.
+Transfer: TypeAlias = Array
+#: Vertex coordinates ``(n, 3)`` (host-side numpy, float64, millimetres).
+Vertices: TypeAlias = np.ndarray
+#: Triangle vertex indices ``(f, 3)`` (host-side numpy, integer).
+Triangles: TypeAlias = np.ndarray

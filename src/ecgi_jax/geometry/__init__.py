@@ -1,0 +1,21 @@
+"""Geometry: triangle meshes, their checks and I/O, and code-generated phantoms."""
+
+from ._io import atomic_write, load_mat, load_mesh, save_mesh
+from ._mesh import Mesh, adjacency_of, edges_of, reorient_outward, require_outward
+from ._shapes import HeartTorsoGeometry, default_heart_torso, icosphere, sphere_mesh
+
+__all__ = [
+    "Mesh",
+    "adjacency_of",
+    "edges_of",
+    "reorient_outward",
+    "require_outward",
+    "HeartTorsoGeometry",
+    "default_heart_torso",
+    "icosphere",
+    "sphere_mesh",
+    "load_mesh",
+    "save_mesh",
+    "load_mat",
+    "atomic_write",
+]

@@ -1,0 +1,35 @@
+"""Operators built once from the geometry and passed into jitted code.
+
+Spatial: mesh Laplacians (Huiskamp 1-ring, cotangent, graph) and surface gradients, as
+:class:`SparseOperator` edge lists. Temporal: finite-difference stencils along the time axis.
+"""
+
+from ._laplacian import (
+    adjacency_from_sparse,
+    cotangent_laplacian,
+    cotangent_stiffness_mass,
+    edge_gradient,
+    graph_laplacian,
+    huiskamp_laplacian,
+    surface_gradient,
+)
+from ._sparse import SparseOperator, as_dense
+from ._temporal import Stencil, difference_matrix, fd_weights, min_samples, stencil, time_derivative
+
+__all__ = [
+    "SparseOperator",
+    "as_dense",
+    "adjacency_from_sparse",
+    "huiskamp_laplacian",
+    "graph_laplacian",
+    "cotangent_laplacian",
+    "cotangent_stiffness_mass",
+    "surface_gradient",
+    "edge_gradient",
+    "Stencil",
+    "stencil",
+    "fd_weights",
+    "min_samples",
+    "time_derivative",
+    "difference_matrix",
+]

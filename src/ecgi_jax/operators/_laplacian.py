@@ -1,0 +1,189 @@
+"""Surface Laplacians and gradients on triangle meshes and node graphs.
+
+All builders run once per geometry on the host (numpy, float64) and return a
+:class:`~ecgi_jax.operators.SparseOperator` (float32 unless ``dtype`` is given, or the
+``jax_enable_x64`` default float), to be passed into jitted code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..geometry._mesh import Mesh, adjacency_of
+from ._sparse import SparseOperator
+
+__all__ = [
+    "adjacency_from_sparse",
+    "huiskamp_laplacian",
+    "graph_laplacian",
+    "cotangent_laplacian",
+    "cotangent_stiffness_mass",
+    "surface_gradient",
+    "edge_gradient",
+]
+
+
+def _csr(adjacency) -> tuple[np.ndarray, np.ndarray]:
+    indptr, indices = (np.asarray(a, dtype=np.int64) for a in adjacency)
+    if indptr.ndim != 1 or indices.ndim != 1 or indptr[-1] != indices.size:
+        raise ValueError("adjacency must be CSR arrays (indptr, indices) with indptr[-1] == len(indices).")
+    return indptr, indices
+
+
+def adjacency_from_sparse(matrix) -> tuple[np.ndarray, np.ndarray]:
+    """1-ring adjacency ``(indptr, indices)`` from the off-diagonal sparsity of a sparse matrix.
+
+    The pattern is symmetrised, so a non-symmetric operator (e.g. a shipped Laplacian) gives the
+    undirected node graph.
+    """
+    m = sp.csr_matrix(matrix)
+    if m.shape[0] != m.shape[1]:
+        raise ValueError(f"adjacency_from_sparse needs a square matrix; got {m.shape}.")
+    pattern = (abs(m) + abs(m).T).tocoo()
+    keep = pattern.row != pattern.col
+    e = np.stack([pattern.row[keep], pattern.col[keep]], axis=1)
+    e = np.unique(np.sort(e, axis=1), axis=0)
+    return adjacency_of(m.shape[0], e)
+
+
+def _rows_of(indptr: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+
+
+def _with_diagonal(rows, cols, weights, n) -> sp.csr_matrix:
+    """Off-diagonal weights plus the diagonal that makes every row sum to zero."""
+    off = sp.csr_matrix((weights, (rows, cols)), shape=(n, n))
+    return (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()
+
+
+def _check_vertices(vertices) -> np.ndarray:
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or not np.isfinite(v).all():
+        raise ValueError(f"vertices must be a finite (N, 3) array; got shape {v.shape}.")
+    return v
+
+
+def huiskamp_laplacian(vertices, adjacency, dtype=None) -> SparseOperator:
+    """Huiskamp's (1991) 1-ring difference Laplacian.
+
+    ``(Δu)_i = (4 / h̄_i) (1 / n_i) Σ_{j ∈ N(i)} (u_j − u_i) / h_ij``
+
+    with ``h_ij`` the edge length, ``n_i`` the 1-ring size and ``h̄_i`` the mean edge length at
+    node ``i``. It needs only node positions and the 1-ring graph (no triangles), is exact for
+    quadratics over a regular ring (six equidistant neighbours in a plane), and is the operator
+    shipped with the P-DL data. Rows sum to zero; the matrix is not symmetric.
+
+    Caveat: on irregular rings the first-order Taylor terms do not cancel, so the formula is not
+    a consistent discretisation of Δ_S: under refinement of an icosphere its error on Y_1m grows
+    (≈ 0.28, 0.52, 0.82, 1.21 relative at 162…10242 nodes) while the cotangent Laplacian's halves.
+    Use it to reproduce the P-DL setting; prefer :func:`cotangent_laplacian` for new meshes.
+
+    Reference: Huiskamp G., "Difference formulas for the surface Laplacian on a triangulated
+    surface", J. Comput. Phys. 95:477–496 (1991).
+    """
+    v = _check_vertices(vertices)
+    indptr, indices = _csr(adjacency)
+    n_ring = np.diff(indptr)
+    if (n_ring == 0).any():
+        raise ValueError(f"huiskamp_laplacian: node(s) {np.flatnonzero(n_ring == 0)[:5].tolist()} have no neighbours.")
+    rows = _rows_of(indptr)
+    h = np.linalg.norm(v[indices] - v[rows], axis=1)
+    if (h <= 0).any():
+        raise ValueError("huiskamp_laplacian: coincident neighbouring nodes (zero edge length).")
+    h_mean = np.bincount(rows, weights=h, minlength=len(v)) / n_ring
+    w = 4.0 / (h_mean[rows] * n_ring[rows] * h)
+    return SparseOperator.from_scipy(_with_diagonal(rows, indices, w, len(v)), dtype=dtype)
+
+
+def graph_laplacian(adjacency, dtype=None, normalized: bool = False) -> SparseOperator:
+    """Combinatorial graph Laplacian ``(Lu)_i = Σ_j (u_j − u_i)`` (``/ n_i`` if ``normalized``).
+
+    Unitless (ignores edge lengths): a smoothness prior, not a discretisation of Δ.
+    """
+    indptr, indices = _csr(adjacency)
+    rows = _rows_of(indptr)
+    w = np.ones(len(indices))
+    if normalized:
+        w = w / np.diff(indptr)[rows]
+    return SparseOperator.from_scipy(_with_diagonal(rows, indices, w, len(indptr) - 1), dtype=dtype)
+
+
+def cotangent_stiffness_mass(mesh: Mesh) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Cotangent stiffness matrix ``C`` (symmetric, rows sum to 0) and lumped (barycentric) masses.
+
+    ``C_ij = (cot α_ij + cot β_ij) / 2`` for each edge, so that ``uᵀ(−C)u = ∫|∇u|²`` for the
+    piecewise-linear interpolant. Masses are one third of the areas of the incident triangles.
+    """
+    t = mesh.triangles
+    c = mesh.corners
+    rows, cols, w = [], [], []
+    for k in range(3):
+        i, j, o = k, (k + 1) % 3, (k + 2) % 3  # edge (i, j) opposite corner o
+        a = c[:, i] - c[:, o]
+        b = c[:, j] - c[:, o]
+        cot = np.einsum("ij,ij->i", a, b) / np.linalg.norm(np.cross(a, b), axis=1)
+        rows += [t[:, i], t[:, j]]
+        cols += [t[:, j], t[:, i]]
+        w += [0.5 * cot, 0.5 * cot]
+    stiffness = _with_diagonal(np.concatenate(rows), np.concatenate(cols), np.concatenate(w), mesh.n_vertices)
+    mass = np.zeros(mesh.n_vertices)
+    np.add.at(mass, t.ravel(), np.repeat(mesh.face_areas / 3.0, 3))
+    return stiffness, mass
+
+
+def cotangent_laplacian(mesh: Mesh, dtype=None) -> SparseOperator:
+    """Cotangent Laplace–Beltrami operator ``M⁻¹ C`` (lumped mass; units 1/mm²).
+
+    Converges to Δ_S on smooth surfaces (e.g. ``Δ Y_lm = −l(l+1)/r² Y_lm`` on a sphere).
+    Use :func:`cotangent_stiffness_mass` for the symmetric pair.
+    """
+    stiffness, mass = cotangent_stiffness_mass(mesh)
+    return SparseOperator.from_scipy(sp.diags(1.0 / mass) @ stiffness, dtype=dtype)
+
+
+def surface_gradient(mesh: Mesh, area_weighted: bool = True, dtype=None) -> SparseOperator:
+    """Piecewise-constant surface gradient of the linear interpolant, ``(3F, N)``.
+
+    Row ``3f + d`` is component ``d`` of ``∇u`` on triangle ``f``. With ``area_weighted`` each row
+    is scaled by ``sqrt(area_f)`` so that ``‖G u‖² = ∫_S |∇u|² dA`` — the first-order Tikhonov
+    seminorm.
+    """
+    t = mesh.triangles
+    c = mesh.corners
+    n = mesh.face_cross
+    two_area = np.linalg.norm(n, axis=1)
+    nhat = n / two_area[:, None]
+    rows, cols, w = [], [], []
+    scale = np.sqrt(0.5 * two_area) if area_weighted else np.ones(len(t))
+    for k in range(3):
+        # ∇φ_k = n̂ × e_k / (2A), with e_k the edge opposite vertex k (counter-clockwise).
+        e = c[:, (k + 2) % 3] - c[:, (k + 1) % 3]
+        g = np.cross(nhat, e) / two_area[:, None] * scale[:, None]
+        for d in range(3):
+            rows.append(3 * np.arange(len(t)) + d)
+            cols.append(t[:, k])
+            w.append(g[:, d])
+    m = sp.csr_matrix(
+        (np.concatenate(w), (np.concatenate(rows), np.concatenate(cols))), shape=(3 * len(t), mesh.n_vertices)
+    )
+    return SparseOperator.from_scipy(m, dtype=dtype)
+
+
+def edge_gradient(vertices, adjacency, dtype=None) -> SparseOperator:
+    """Directional differences along edges, ``(E, N)``: row ``e = (i, j)`` is ``(u_j − u_i)/h_ij``.
+
+    A first-order operator needing no triangles (e.g. for the P-DL geometry, shipped without them).
+    """
+    v = _check_vertices(vertices)
+    indptr, indices = _csr(adjacency)
+    rows = _rows_of(indptr)
+    keep = rows < indices
+    i, j = rows[keep], indices[keep]
+    h = np.linalg.norm(v[j] - v[i], axis=1)
+    e = np.arange(len(i))
+    m = sp.csr_matrix(
+        (np.concatenate([-1.0 / h, 1.0 / h]), (np.concatenate([e, e]), np.concatenate([i, j]))),
+        shape=(len(i), len(v)),
+    )
+    return SparseOperator.from_scipy(m, dtype=dtype)

@@ -1,0 +1,131 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ecgi_jax.datasets import load_pdl
+from ecgi_jax.ep import APParams, Stimulus, ap_residual, ap_rhs, simulate, stable_substeps
+from ecgi_jax.geometry import icosphere
+from ecgi_jax.operators import SparseOperator, cotangent_laplacian
+
+
+def test_rhs_hand_computed():
+    p = APParams()
+    du, dv = ap_rhs(jnp.array(0.5), jnp.array(0.2), jnp.array(0.01), p)
+    # 10·0.01 + 8·0.5·0.5·0.4 − 0.5·0.2 = 0.1 + 0.8 − 0.1
+    np.testing.assert_allclose(du, 0.8, rtol=1e-6)
+    # (0.002 + 0.3·0.2/0.8)·(−0.2 − 8·0.5·(0.5−1.1)) = 0.077·2.2
+    np.testing.assert_allclose(dv, 0.077 * 2.2, rtol=1e-6)
+    # resting state is an equilibrium
+    z = jnp.zeros(3)
+    assert all(float(jnp.abs(r).max()) == 0 for r in ap_rhs(z, z, z, p))
+
+
+def test_params_validation():
+    APParams().validate()
+    for bad in [dict(D=0.0), dict(k=-1.0), dict(a=1.5), dict(mu2=float("nan"))]:
+        with pytest.raises(ValueError, match="Aliev"):
+            APParams(**bad).validate()
+
+
+def test_per_node_diffusion_broadcasts():
+    D = jnp.array([1.0, 2.0, 3.0])
+    du, _ = ap_rhs(jnp.zeros((3, 4)), jnp.zeros((3, 4)), jnp.ones((3, 4)), APParams(D=D))
+    np.testing.assert_allclose(du, np.repeat(D[:, None], 4, 1))
+
+
+@pytest.fixture(scope="module")
+def pdl(pdl_dir):
+    return load_pdl(pdl_dir)
+
+
+def test_pdl_full_depolarisation_repolarisation_and_substep_convergence(pdl):
+    L = SparseOperator.from_scipy(pdl.laplacian)
+    u0 = jnp.zeros(1094).at[jnp.array([0])].set(1.0)
+    U, V = simulate(L, u0, dt=0.1, n_samples=661)
+    assert U.shape == V.shape == (1094, 661)
+    assert float(U.min()) >= -1e-3 and float(U.max()) <= 1.0 + 1e-3
+    assert bool(jnp.all(U.max(axis=1) > 0.9))  # every node depolarises
+    assert float((U[:, -1] > 0.5).mean()) < 0.05  # ... and has repolarised by t = 66
+    assert 0.2 < float((U[:, 300] > 0.5).mean()) < 1.0  # a travelling wave, not a global flash
+    U2, _ = simulate(L, u0, dt=0.1, n_samples=661, substeps=2 * stable_substeps(L, APParams(), 0.1))
+    assert float(jnp.linalg.norm(U2 - U) / jnp.linalg.norm(U)) < 0.01
+
+
+def test_heun_is_second_order_euler_first_order():
+    m = icosphere(2, radius=30.0)
+    L = cotangent_laplacian(m)
+    u0 = jnp.zeros(m.n_vertices).at[0].set(1.0)
+    ref, _ = simulate(L, u0, n_samples=80, substeps=64)
+
+    def err(s, scheme):
+        U, _ = simulate(L, u0, n_samples=80, substeps=s, scheme=scheme)
+        return float(jnp.linalg.norm(U - ref))
+
+    assert err(4, "heun") / err(8, "heun") > 3.0  # ≈ 4 for second order
+    assert 1.6 < err(4, "euler") / err(8, "euler") < 2.5  # ≈ 2 for first order
+
+
+def test_nd_residual_small_on_simulated_trajectory_and_shrinks_with_dt(x64, pdl):
+    """The numerically differentiated residual vanishes on an AP trajectory up to stencil error."""
+    L = SparseOperator.from_scipy(pdl.laplacian, dtype=jnp.float64)
+    u0 = jnp.zeros(1094, jnp.float64).at[0].set(1.0)
+    res = {}
+    for dt, n in [(0.1, 201), (0.05, 401)]:
+        U, V = simulate(L, u0, dt=dt, n_samples=n, substeps=int(round(dt / 0.001)))
+        ru, rv = ap_residual(U, V, L, APParams(), dt, order=4)
+        # compare on the common time window [1, 19]
+        sl = slice(int(round(1 / dt)), int(round(19 / dt)) + 1)
+        res[dt] = float(jnp.sqrt(jnp.mean(ru[:, sl] ** 2)))
+        du = (U[:, 2:] - U[:, :-2]) / (2 * dt)
+        assert res[dt] < 0.01 * float(jnp.sqrt(jnp.mean(du**2)))
+    # fourth-order stencil: halving dt divides the residual by ~16 (allow 8)
+    assert res[0.1] / res[0.05] > 8.0, res
+
+
+def test_residual_detects_wrong_physics(pdl):
+    L = SparseOperator.from_scipy(pdl.laplacian)
+    u0 = jnp.zeros(1094).at[0].set(1.0)
+    U, V = simulate(L, u0, n_samples=200)
+    ru_ok, _ = ap_residual(U, V, L, APParams(), 0.1)
+    ru_bad, _ = ap_residual(U, V, L, APParams(D=20.0), 0.1)
+    assert float(jnp.abs(ru_bad).mean()) > 10 * float(jnp.abs(ru_ok).mean())
+
+
+def test_stimulus_paces_repeatedly():
+    m = icosphere(2, radius=20.0)
+    L = cotangent_laplacian(m)
+    mask = jnp.zeros(m.n_vertices).at[0].set(1.0)
+    stim = Stimulus(mask=mask, onsets=jnp.array([0.0, 40.0]), duration=1.0, amplitude=2.0)
+    U, _ = simulate(L, jnp.zeros(m.n_vertices), n_samples=800, stimulus=stim)
+    u0t = np.asarray(U[0])
+    upstrokes = np.flatnonzero((u0t[1:] > 0.5) & (u0t[:-1] <= 0.5))
+    assert len(upstrokes) == 2 and abs(upstrokes[1] - 400) < 20, upstrokes
+
+
+def test_simulate_jit_vmap_over_pacing_sites():
+    m = icosphere(1, radius=10.0)
+    L = cotangent_laplacian(m)
+    u0s = jnp.eye(m.n_vertices)[:3]
+    f = lambda u0: simulate(L, u0, n_samples=20)[0]
+    batched = jnp.stack([f(u) for u in u0s])
+    from ecgi_jax.ep._simulate import _simulate
+
+    vm = jax.vmap(lambda u0: _simulate(L, APParams(), u0, jnp.zeros_like(u0), None, jnp.float32(0.1),
+                                       n_samples=20, substeps=stable_substeps(L, APParams(), 0.1), scheme="heun")[0])(u0s)
+    np.testing.assert_allclose(vm, batched, rtol=1e-5, atol=1e-6)
+
+
+def test_simulate_input_errors():
+    m = icosphere(1)
+    L = cotangent_laplacian(m)
+    with pytest.raises(ValueError, match="laplacian has shape"):
+        simulate(L, jnp.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        simulate(L, jnp.full(m.n_vertices, jnp.nan))
+    with pytest.raises(ValueError, match="dt must be positive"):
+        simulate(L, jnp.zeros(m.n_vertices), dt=0.0)
+    with pytest.raises(ValueError, match="scheme"):
+        simulate(L, jnp.zeros(m.n_vertices), scheme="rk9")
+    with pytest.warns(UserWarning, match="stability"):
+        simulate(L, jnp.zeros(m.n_vertices), dt=50.0, n_samples=3, substeps=1)
