@@ -27,3 +27,17 @@ Transfer: TypeAlias = Array
 Vertices: TypeAlias = np.ndarray
 #: Triangle vertex indices ``(f, 3)`` (host-side numpy, integer).
 Triangles: TypeAlias = np.ndarray
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds values now (not a tracer inside jit/vmap/grad).
+
+    Host-side input checks (NaN/Inf, positivity) run only on concrete values, so that validated
+    entry points remain traceable; their callers validate before tracing.
+    """
+    return not isinstance(x, jax.core.Tracer)
+
+
+def all_finite(x) -> bool:
+    """True unless ``x`` is concrete and contains NaN or Inf (tracers pass)."""
+    return not is_concrete(x) or bool(np.all(np.isfinite(np.asarray(x))))

@@ -17,6 +17,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..operators._temporal import time_derivative
 
@@ -41,14 +42,22 @@ class APParams:
     D: float | jax.Array = 10.0
 
     def validate(self) -> "APParams":
-        """Raise ``ValueError`` for non-finite or out-of-range values (host-side check)."""
+        """Raise ``ValueError`` for non-finite or out-of-range values.
+
+        A host-side check: values that are tracers (inside ``jit``/``vmap``/``grad``) are skipped,
+        so validated entry points stay traceable; validate concrete parameters before tracing.
+        """
         for name in ("k", "e0", "mu1", "mu2", "D"):
-            val = jnp.asarray(getattr(self, name))
-            if not bool(jnp.all(jnp.isfinite(val))) or not bool(jnp.all(val > 0)):
+            val = getattr(self, name)
+            if isinstance(val, jax.core.Tracer):
+                continue
+            val = np.asarray(val)
+            if not np.all(np.isfinite(val)) or not np.all(val > 0):
                 raise ValueError(f"Aliev–Panfilov parameter {name} must be finite and positive; got {val}.")
-        a = jnp.asarray(self.a)
-        if not bool(jnp.all((a > 0) & (a < 1))):
-            raise ValueError(f"Aliev–Panfilov parameter a (excitation threshold) must lie in (0, 1); got {a}.")
+        if not isinstance(self.a, jax.core.Tracer):
+            a = np.asarray(self.a)
+            if not np.all((a > 0) & (a < 1)):
+                raise ValueError(f"Aliev–Panfilov parameter a (excitation threshold) must lie in (0, 1); got {a}.")
         return self
 
 

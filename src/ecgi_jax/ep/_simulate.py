@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._types import all_finite
 from ..operators._sparse import SparseOperator
 from ._aliev_panfilov import APParams, ap_rhs
 
@@ -136,7 +137,7 @@ def simulate(
     v0 = jnp.zeros_like(u0) if v0 is None else jnp.asarray(v0, u0.dtype)
     if v0.shape != u0.shape:
         raise ValueError(f"v0 has shape {v0.shape}; expected {u0.shape}.")
-    if not (bool(jnp.all(jnp.isfinite(u0))) and bool(jnp.all(jnp.isfinite(v0)))):
+    if not (all_finite(u0) and all_finite(v0)):
         raise ValueError("u0/v0 contain NaN or Inf.")
     if not dt > 0:
         raise ValueError(f"dt must be positive; got {dt}.")

@@ -1,0 +1,22 @@
+"""Forward model: heart-surface potentials -> body-surface potentials, and measurement noise."""
+
+from ._bem import (
+    bem_blocks,
+    layer_integrals,
+    nearest_vertex_electrodes,
+    select_electrodes,
+    transfer_matrix,
+    winding_number,
+)
+from ._noise import add_noise, add_noise_snr
+
+__all__ = [
+    "add_noise",
+    "add_noise_snr",
+    "transfer_matrix",
+    "select_electrodes",
+    "nearest_vertex_electrodes",
+    "bem_blocks",
+    "layer_integrals",
+    "winding_number",
+]
