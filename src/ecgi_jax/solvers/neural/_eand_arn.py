@@ -1,0 +1,302 @@
+"""EAND-ARN: the electrophysiology-aware, numerically differentiated adaptive ResNet.
+
+Zhu, Bilchick & Xie (2025), "Numerical Differentiation-based Electrophysiology-Aware Adaptive
+ResNet for Inverse ECG Modeling". A network with adaptive residual blocks predicts u and v on the
+heart; the loss is the body-potential misfit plus the Aliev–Panfilov residual of both equations,
+with ∂/∂t by a finite-difference stencil over neighbouring samples and Δ by the mesh Laplacian.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ...ep import APParams, ap_rhs
+from ...operators import SparseOperator, adjacency_from_sparse, stencil
+from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
+from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
+from ._networks import AdaptiveResNet, PDLNet
+from ._train import TrainConfig, TrainState, make_optimizer, make_step, run_training
+
+__all__ = ["EANDARNConfig", "NeuralFit", "recovery_from_potential", "build_model", "start_solution", "eand_arn"]
+
+
+INITS = ("residual", "head", "random")
+STARTS = ("pacing", "tikhonov")
+ARCHITECTURES = ("adaptive-resnet", "pdl-mlp")
+
+
+@dataclasses.dataclass(frozen=True)
+class EANDARNConfig:
+    """Model and loss settings of EAND-ARN (static: hashable, part of the compiled program).
+
+    Attributes:
+        mode: ``"body"`` (network input: body potentials at one time) or ``"coordinate"``
+            (network input: node position and time).
+        width, n_blocks, block_depth, activation, fourier_features, fourier_scale: network shape.
+        adaptive: adaptive residual blocks (``False``: plain residual blocks, an ablation).
+        architecture: ``"adaptive-resnet"``, or ``"pdl-mlp"`` (P-DL's plain ``n_blocks × width``
+            tanh MLP with a trainable slope; the baseline).
+        order: accuracy order of the time stencil (4 → 5-point ``t−2 … t+2``; 2 → 3-point).
+        derivative: ``"numerical"`` (stencil) or ``"autodiff"`` (coordinate mode only; ablation).
+        windows: ``None`` for the full batch (every sample each step), or the number of random
+            time windows (all nodes × ``2r+1`` consecutive samples each) per step.
+        weights: fixed weights of ``(data, phys_u, phys_v, tik0, tik2)``; with
+            ``learnable_weights`` they switch terms on (``> 0``) and scale them.
+        init: how the start solution enters (see :func:`eand_arn`'s ``start``):
+            ``"residual"`` (default) — the network learns a correction added to the start fields
+            (output layer zeroed, so training begins exactly at the start);
+            ``"head"`` — the output layer of the shallow (α = 0) network is fitted by least
+            squares to the start (the PirateNet physics-informed initialisation);
+            ``"random"`` — no start, random initialisation.
+    """
+
+    mode: str = "body"
+    width: int = 256
+    n_blocks: int = 3
+    block_depth: int = 2
+    activation: str = "tanh"
+    fourier_features: int = 0
+    fourier_scale: float = 1.0
+    adaptive: bool = True
+    order: int = 4
+    derivative: str = "numerical"
+    windows: int | None = None
+    weights: tuple[float, ...] = (1.0, 1.0, 1.0, 0.0, 0.0)
+    learnable_weights: bool = False
+    init: str = "residual"
+    architecture: str = "adaptive-resnet"
+    ridge: float = 1e-6
+
+    def validate(self) -> "EANDARNConfig":
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}.")
+        if self.derivative not in ("numerical", "autodiff"):
+            raise ValueError(f"derivative must be 'numerical' or 'autodiff'; got {self.derivative!r}.")
+        if self.derivative == "autodiff" and self.mode != "coordinate":
+            raise ValueError("derivative='autodiff' needs mode='coordinate' (time must be a network input).")
+        if len(self.weights) != len(TERMS) or any(w < 0 for w in self.weights):
+            raise ValueError(f"weights must be {len(TERMS)} non-negative numbers for {TERMS}; got {self.weights}.")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}; got {self.architecture!r}.")
+        if self.architecture == "pdl-mlp" and self.mode != "coordinate":
+            raise ValueError("architecture='pdl-mlp' is P-DL's coordinate network: it needs mode='coordinate'.")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
+        if self.windows is not None and self.windows < 1:
+            raise ValueError(f"windows must be None or >= 1; got {self.windows}.")
+        stencil(1, self.order)
+        return self
+
+
+class NeuralFit(NamedTuple):
+    U: jax.Array  # (n, t)
+    V: jax.Array  # (n, t)
+    params: dict
+    graphdef: object
+    history: dict
+    info: dict
+
+
+def recovery_from_potential(U, dt, params: APParams = APParams(), substeps: int = 4):
+    """Integrate the v-equation of the AP model node by node for a given ``u(t)``, from v = 0.
+
+    v has no diffusion, so it is a causal functional of u at each node: this gives the recovery
+    variable that goes with a reconstructed u (used to start the network's v output). u is
+    clipped to ``[0, 1]`` first so that ``u + mu2`` stays positive for a classical estimate.
+    """
+    U = jnp.clip(jnp.asarray(U), 0.0, 1.0)
+    h = dt / substeps
+    zero = jnp.zeros(U.shape[0], U.dtype)
+
+    def interval(v, u_pair):
+        u0, u1 = u_pair
+
+        def sub(v, s):
+            u = u0 + (u1 - u0) * s / substeps  # linear in time between samples
+            return v + h * ap_rhs(u, v, zero, params)[1], None
+
+        v, _ = jax.lax.scan(sub, v, jnp.arange(substeps, dtype=U.dtype))
+        return v, v
+
+    _, vs = jax.lax.scan(interval, zero, (U[:, :-1].T, U[:, 1:].T))
+    return jnp.concatenate([zero[:, None], vs.T], axis=1)
+
+
+def build_model(cfg: EANDARNConfig, n_nodes: int, n_leads: int, key):
+    in_f, out_f = (n_leads, 2 * n_nodes) if cfg.mode == "body" else (4, 2)
+    if cfg.architecture == "pdl-mlp":
+        return PDLNet(in_f, out_f, width=cfg.width, n_layers=cfg.n_blocks, rngs=nnx.Rngs(params=key))
+    return AdaptiveResNet(
+        in_f, out_f, width=cfg.width, n_blocks=cfg.n_blocks, activation=cfg.activation,
+        block_depth=cfg.block_depth, fourier_features=cfg.fourier_features,
+        fourier_scale=cfg.fourier_scale, adaptive=cfg.adaptive, rngs=nnx.Rngs(params=key),
+    )
+
+
+def _fit_head(model: AdaptiveResNet, inputs: FieldInputs, U0, V0, cfg: EANDARNConfig, key):
+    """Least-squares fit of the head so that the (α = 0, shallow) network reproduces (U0, V0)."""
+    n, t = U0.shape
+    if cfg.mode == "body":
+        H = model.features(inputs.body)  # (t, w)
+        Z = jnp.concatenate([U0, V0], axis=0).T  # (t, 2n)
+    else:
+        k = min(n * t, 60_000)  # a random subset of grid points is plenty for w unknowns per output
+        flat = jax.random.choice(key, n * t, (k,), replace=False)
+        i, j = flat // t, flat % t
+        x = jnp.concatenate([inputs.coords[i], inputs.times[j][:, None]], axis=1)
+        H = model.features(x)
+        Z = jnp.stack([U0[i, j], V0[i, j]], axis=1)
+    H1 = jnp.concatenate([H, jnp.ones((H.shape[0], 1), H.dtype)], axis=1)
+    gram = H1.T @ H1
+    reg = cfg.ridge * jnp.trace(gram) / gram.shape[0]
+    W = jnp.linalg.solve(gram + reg * jnp.eye(gram.shape[0], dtype=gram.dtype), H1.T @ Z)
+    model.head.kernel[...] = W[:-1].astype(model.head.kernel.dtype)
+    model.head.bias[...] = W[-1].astype(model.head.bias.dtype)
+
+
+def _sampler(cfg: EANDARNConfig, n_t: int):
+    r = stencil(1, cfg.order).radius
+    if cfg.derivative == "autodiff":
+        k = cfg.windows or n_t
+        return (lambda key: jnp.arange(n_t)) if cfg.windows is None else (lambda key: jax.random.randint(key, (k,), 0, n_t))
+    if cfg.windows is None:
+        return lambda key: jnp.arange(n_t)
+    offsets = jnp.arange(-r, r + 1)
+    return lambda key: jax.random.randint(key, (cfg.windows, 1), r, n_t - r) + offsets
+
+
+def start_solution(
+    kind: str, Y, A, lap: SparseOperator, dt, *, vertices=None, adjacency=None, ap_params=APParams()
+):
+    """A start ``(U0, V0, info)`` for EAND-ARN.
+
+    ``"pacing"``: the best single-site Aliev–Panfilov beat (:func:`~ecgi_jax.solvers.shooting.pacing_search`)
+    — a trajectory that satisfies the physics exactly; ``"tikhonov"``: 2nd-order Tikhonov with the
+    L-curve λ, with v integrated from the clipped u (:func:`recovery_from_potential`).
+    """
+    if kind == "pacing":
+        from ..shooting import pacing_search
+
+        if adjacency is None:
+            adjacency = adjacency_from_sparse(lap.to_scipy())
+        if vertices is None:
+            # No coordinates: spread candidates evenly over the node numbering instead.
+            vertices = np.zeros((A.shape[1], 3))
+            vertices[:, 0] = np.arange(A.shape[1])
+        found = pacing_search(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params)
+        return found.U, found.V, {"start": "pacing", "pacing_node": found.node, "start_misfit": found.misfit}
+    if kind == "tikhonov":
+        from ..._solve import solve  # deferred: the front door imports this module
+
+        sol = solve(Y, A, method="tikhonov-2", laplacian=lap, lambda_rule="lcurve")
+        U0 = jnp.asarray(sol.potentials, Y.dtype)
+        return U0, recovery_from_potential(U0, dt, ap_params), {"start": "tikhonov", "start_lambda": sol.diagnostics.get("lam")}
+    raise ValueError(f"start must be one of {STARTS} or an (n, t) array; got {kind!r}.")
+
+
+def eand_arn(
+    Y,
+    A,
+    *,
+    laplacian: SparseOperator,
+    dt: float,
+    vertices=None,
+    adjacency=None,
+    config: EANDARNConfig = EANDARNConfig(),
+    train: TrainConfig = TrainConfig(),
+    ap_params: APParams = APParams(),
+    key=None,
+    start="pacing",
+    truth=None,
+) -> NeuralFit:
+    """Fit EAND-ARN to one recording. See :func:`ecgi_jax.solve` (``method="eand-arn"``).
+
+    Args:
+        Y: body potentials ``(m, t)``; A: transfer matrix ``(m, n)``; laplacian: ``(n, n)``.
+        dt: sample spacing (AP time units).
+        vertices: node coordinates ``(n, 3)`` (coordinate mode; spreads pacing candidates).
+        adjacency: CSR ``(indptr, indices)``; default: the Laplacian's sparsity pattern.
+        start: ``"pacing"`` (best single-site AP beat), ``"tikhonov"`` (2nd-order Tikhonov,
+            L-curve λ), an ``(n, t)`` array of u (v is integrated from it), or a ``(U0, V0)``
+            pair. Ignored with ``config.init="random"``.
+        truth: optional ground truth ``(n, t)``, only to log the relative error per chunk.
+    """
+    cfg = config.validate()
+    train.validate()
+    ap_params.validate()
+    key = jax.random.PRNGKey(0) if key is None else key
+    Y = jnp.asarray(Y)
+    dtype = Y.dtype if jnp.issubdtype(Y.dtype, jnp.floating) else jnp.result_type(float)
+    Y = Y.astype(dtype)
+    A = jnp.asarray(A, dtype)
+    m, n_t = Y.shape
+    n = A.shape[1]
+    if cfg.mode == "coordinate" and vertices is None:
+        raise ValueError("mode='coordinate' needs the heart node coordinates: pass vertices=(n, 3).")
+    verts = jnp.zeros((n, 3), dtype) if vertices is None else jnp.asarray(vertices, dtype)
+    lap = laplacian.astype(dtype) if isinstance(laplacian, SparseOperator) else SparseOperator.from_scipy(laplacian, dtype)
+    ap = jax.tree.map(lambda x: jnp.asarray(x, dtype), ap_params)
+
+    info_start: dict = {"start": None}
+    U0 = V0 = None
+    if cfg.init != "random":
+        if isinstance(start, str):
+            U0, V0, info_start = start_solution(start, Y, A, lap, dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params)
+        elif isinstance(start, tuple):
+            U0, V0 = (jnp.asarray(x, dtype) for x in start)
+            info_start = {"start": "given"}
+        else:
+            U0 = jnp.asarray(start, dtype)
+            V0 = recovery_from_potential(U0, dt, ap)
+            info_start = {"start": "given"}
+        if U0.shape != (n, n_t) or V0.shape != (n, n_t):
+            raise ValueError(f"start fields have shape {U0.shape}/{V0.shape}; expected ({n}, {n_t}).")
+    residual = cfg.init == "residual"
+    inputs = make_inputs(Y, verts, dt, U0 if residual else None, V0 if residual else None)
+    problem = InverseProblem(Y, A, lap, jnp.asarray(dt, dtype), ap, inputs)
+
+    k_model, k_fit, k_train = jax.random.split(key, 3)
+    model = build_model(cfg, n, m, k_model)
+    if cfg.init == "head":
+        _fit_head(model, inputs, U0, V0, cfg, k_fit)
+    elif residual:
+        model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
+        model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
+    graphdef, net_params, fixed = nnx.split(model, nnx.Param, ...)
+
+    weights = jnp.asarray(cfg.weights, dtype)
+    params = {"net": net_params, "fixed": fixed}
+    if cfg.learnable_weights:
+        params["log_sigma"] = jnp.zeros(len(TERMS), dtype)
+
+    def loss_fn(p, problem, t_idx):
+        net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
+        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
+        return combine_terms(terms, weights, p.get("log_sigma")), terms
+
+    optimizer = make_optimizer(train)
+    step = make_step(loss_fn, optimizer, _sampler(cfg, n_t))
+    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), jnp.asarray(jnp.inf, dtype))
+
+    full_idx = jnp.arange(n_t)
+
+    @jax.jit
+    def fields(p, problem):
+        return evaluate_fields(graphdef, (p["net"], p["fixed"]), problem.inputs, full_idx, cfg.mode)
+
+    monitor = None
+    if truth is not None:
+        truth = jnp.asarray(truth, dtype)
+        monitor = lambda s: {"rel_error": jnp.linalg.norm(fields(s.params, problem)[0] - truth) / jnp.linalg.norm(truth)}
+    state, history, info = run_training(step, state, problem, k_train, train, names=TERMS, monitor=monitor)
+    U, V = fields(state.params, problem)
+    model = nnx.merge(graphdef, state.params["net"], state.params["fixed"])
+    info["alpha"] = [float(b.alpha[...]) for b in getattr(model, "blocks", ()) if b.adaptive]
+    info.update(info_start)
+    return NeuralFit(U, V, state.params, graphdef, history, info)

@@ -1,0 +1,109 @@
+"""How a network becomes heart fields ``U, V (n, k)`` at chosen time samples.
+
+Two input modes (EAND-ARN supports both; P-DL uses the coordinate mode):
+
+* ``"body"`` — the network maps the body potentials at one time, ``y(t) ∈ R^m`` (scaled by
+  their overall std), to the whole heart map ``(u(t), v(t)) ∈ R^{2n}``. One network call per time
+  sample.
+* ``"coordinate"`` — the network maps ``(x, y, z, t)`` scaled to ``[−1, 1]`` to ``(u, v)``. One call
+  per node and time sample. Time derivatives can then also be taken by automatic differentiation
+  (the P-DL way), used by the ablation and the P-DL baseline.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ...operators import time_derivative
+
+__all__ = ["FieldInputs", "make_inputs", "evaluate_fields", "fields_and_time_derivatives"]
+
+MODES = ("body", "coordinate")
+
+
+class FieldInputs(NamedTuple):
+    """Network inputs for every time sample (a pytree passed into jitted code)."""
+
+    body: jax.Array  # (t, m) scaled body potentials (body mode) — or (t, 0) unused
+    coords: jax.Array  # (n, 3) node coordinates scaled to [-1, 1] (coordinate mode)
+    times: jax.Array  # (t,) sample times scaled to [-1, 1]
+    t_scale: jax.Array  # d(scaled time)/d(physical time)
+    base_u: jax.Array  # (n, t) start fields the network corrects (zeros: the network alone)
+    base_v: jax.Array  # (n, t)
+    base_du: jax.Array  # (n, t) their time derivatives (used by the autodiff ablation only)
+    base_dv: jax.Array  # (n, t)
+
+
+def make_inputs(Y, vertices, dt, base_u=None, base_v=None) -> FieldInputs:
+    """Scaled network inputs; ``base_u, base_v (n, t)`` are added to the network's output
+    (residual learning on a start solution), zeros when not given."""
+    Y = jnp.asarray(Y)
+    n_t = Y.shape[1]
+    n = vertices.shape[0]
+    zeros = jnp.zeros((n, n_t), Y.dtype)
+    base_u = zeros if base_u is None else jnp.asarray(base_u, Y.dtype)
+    base_v = zeros if base_v is None else jnp.asarray(base_v, Y.dtype)
+    # Stencil derivatives of the (fixed) start: only the network's part is differentiated by AD.
+    base_du = time_derivative(base_u, dt, order=4)
+    base_dv = time_derivative(base_v, dt, order=4)
+    y_std = jnp.std(Y)
+    body = (Y / jnp.where(y_std > 0, y_std, 1.0)).T
+    v = jnp.asarray(vertices, Y.dtype)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    coords = 2.0 * (v - lo) / jnp.where(hi > lo, hi - lo, 1.0) - 1.0
+    t_end = (n_t - 1) * dt
+    times = 2.0 * jnp.arange(n_t, dtype=Y.dtype) * dt / t_end - 1.0
+    return FieldInputs(body, coords, times, jnp.asarray(2.0 / t_end, Y.dtype), base_u, base_v, base_du, base_dv)
+
+
+def _apply(graphdef, params, x):
+    # ``params`` is the tuple of states nnx.split produced (trainable params, fixed variables).
+    return nnx.merge(graphdef, *params)(x)
+
+
+def evaluate_fields(graphdef, params, inputs: FieldInputs, t_idx, mode: str):
+    """``U, V`` of shape ``(n, k)`` at time samples ``t_idx (k,)`` (any integer array shape works
+    for body mode; trailing axes are flattened and restored)."""
+    shape = t_idx.shape
+    flat = t_idx.reshape(-1)
+    if mode == "body":
+        out = _apply(graphdef, params, inputs.body[flat])  # (k, 2n)
+        n = out.shape[-1] // 2
+        U, V = out[:, :n].T, out[:, n:].T
+    else:
+        n = inputs.coords.shape[0]
+        t = inputs.times[flat]
+        x = jnp.concatenate(
+            [jnp.broadcast_to(inputs.coords[:, None, :], (n, t.size, 3)), jnp.broadcast_to(t[None, :, None], (n, t.size, 1))],
+            axis=-1,
+        )
+        out = _apply(graphdef, params, x.reshape(-1, 4)).reshape(n, t.size, 2)
+        U, V = out[..., 0], out[..., 1]
+    U = U + inputs.base_u[:, flat]
+    V = V + inputs.base_v[:, flat]
+    return U.reshape((U.shape[0],) + shape), V.reshape((V.shape[0],) + shape)
+
+
+def fields_and_time_derivatives(graphdef, params, inputs: FieldInputs, t_idx):
+    """Coordinate mode only: ``U, V, ∂U/∂t, ∂V/∂t`` at ``t_idx`` by forward-mode autodiff in t."""
+    n = inputs.coords.shape[0]
+    t = inputs.times[t_idx.reshape(-1)]
+    x = jnp.concatenate(
+        [jnp.broadcast_to(inputs.coords[:, None, :], (n, t.size, 3)), jnp.broadcast_to(t[None, :, None], (n, t.size, 1))],
+        axis=-1,
+    ).reshape(-1, 4)
+    net = lambda z: _apply(graphdef, params, z)  # noqa: E731
+    tangent = jnp.zeros_like(x).at[:, 3].set(inputs.t_scale)
+    out, dout = jax.jvp(net, (x,), (tangent,))
+    out, dout = out.reshape(n, t.size, 2), dout.reshape(n, t.size, 2)
+    f = t_idx.reshape(-1)
+    return (
+        out[..., 0] + inputs.base_u[:, f],
+        out[..., 1] + inputs.base_v[:, f],
+        dout[..., 0] + inputs.base_du[:, f],
+        dout[..., 1] + inputs.base_dv[:, f],
+    )

@@ -1,0 +1,197 @@
+"""EAND-ARN, its loss and training loop, the P-DL baseline and the pacing-site search."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from ecgi_jax import geometry, operators
+from ecgi_jax.ep import APParams, simulate
+from ecgi_jax.solvers.neural import (
+    EANDARNConfig,
+    InverseProblem,
+    TrainConfig,
+    eand_arn,
+    evaluate_fields,
+    make_inputs,
+    physics_loss,
+)
+from ecgi_jax.solvers.neural._eand_arn import build_model
+from ecgi_jax.solvers.shooting import farthest_point_sample, pacing_search
+
+N_T = 48
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """162-node sphere heart, 30 'leads' of a smooth random transfer matrix, one simulated beat."""
+    mesh = geometry.icosphere(2).scaled(20.0)
+    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
+    rng = np.random.default_rng(0)
+    leads = rng.normal(size=(30, 3))
+    leads = 60.0 * leads / np.linalg.norm(leads, axis=1, keepdims=True)
+    dist = np.linalg.norm(leads[:, None, :] - mesh.vertices[None], axis=-1)
+    A = (1.0 / dist - (1.0 / dist).mean(axis=1, keepdims=True)) * 40.0
+    U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T)
+    Y = jnp.asarray(A, jnp.float32) @ U
+    return mesh, lap, jnp.asarray(A, jnp.float32), U, V, Y
+
+
+def _problem(mesh, lap, A, Y, base=None):
+    inputs = make_inputs(Y, jnp.asarray(mesh.vertices, Y.dtype), 0.1, *(base or (None, None)))
+    return InverseProblem(Y, A, lap.astype(Y.dtype), jnp.asarray(0.1, Y.dtype), APParams(), inputs)
+
+
+@pytest.mark.parametrize("mode", ["body", "coordinate"])
+def test_alpha_zero_network_is_its_shallow_part(mode):
+    cfg = EANDARNConfig(mode=mode, width=16, n_blocks=3)
+    model = build_model(cfg, 5, 7, jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (4, 7 if mode == "body" else 4))
+    shallow = model.head(model.act(model.embed(x)))
+    np.testing.assert_allclose(model(x), shallow, rtol=1e-6, atol=1e-6)
+    # Once the α's move, the blocks contribute.
+    for b in model.blocks:
+        b.alpha[...] = jnp.asarray(0.5)
+    assert not np.allclose(model(x), shallow, atol=1e-4)
+
+
+def test_physics_loss_is_small_at_the_truth(tiny):
+    """The truth (as the 'start' with a zero network) has a stencil-level AP residual and a zero misfit."""
+    mesh, lap, A, U, V, Y = tiny
+    cfg = EANDARNConfig(width=8, n_blocks=1)
+    model = build_model(cfg, mesh.n_vertices, A.shape[0], jax.random.key(0))
+    model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
+    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    truth = _problem(mesh, lap, A, Y, (U, V))
+    terms = physics_loss((params, rest), graphdef, truth, jnp.arange(N_T), mode="body", order=4, derivative="numerical")
+    assert float(terms[0]) < 1e-10  # data
+    assert float(terms[1]) < 1e-3 and float(terms[2]) < 1e-5  # AP residual: stencil error only
+    # The same fields with the pacing site moved violate the data and the physics.
+    U2, V2 = simulate(lap, jnp.zeros(mesh.n_vertices).at[90].set(1.0), n_samples=N_T)
+    wrong = _problem(mesh, lap, A, Y, (U2, V2))
+    terms2 = physics_loss((params, rest), graphdef, wrong, jnp.arange(N_T), mode="body", order=4, derivative="numerical")
+    assert float(terms2[0]) > 1e3 * float(terms[0]) + 1e-3
+
+
+@pytest.mark.parametrize("mode,derivative", [("body", "numerical"), ("coordinate", "numerical"), ("coordinate", "autodiff")])
+def test_loss_gradient_matches_finite_differences(tiny, x64, mode, derivative):
+    mesh, lap, A, U, V, Y = tiny
+    A, Y = jnp.asarray(A, jnp.float64), jnp.asarray(Y, jnp.float64)
+    problem = _problem(mesh, lap, A, Y)
+    cfg = EANDARNConfig(mode=mode, width=8, n_blocks=2, derivative=derivative)
+    model = build_model(cfg, mesh.n_vertices, A.shape[0], jax.random.key(2))
+    for b in model.blocks:
+        b.alpha[...] = jnp.asarray(0.3)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
+    rest = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), rest)
+    t_idx = jnp.arange(N_T) if derivative == "numerical" else jnp.array([3, 10, 20, 40])
+    weights = jnp.array([1.0, 1.0, 1.0, 0.1, 0.1])
+
+    def total(p):
+        terms = physics_loss((p, rest), graphdef, problem, t_idx, mode=mode, order=4, derivative=derivative)
+        return jnp.sum(weights * terms)
+
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    g = jax.flatten_util.ravel_pytree(jax.grad(total)(params))[0]
+    direction = jax.random.normal(jax.random.key(3), flat.shape, jnp.float64)
+    direction = direction / jnp.linalg.norm(direction)
+    eps = 1e-6
+    fd = (total(unravel(flat + eps * direction)) - total(unravel(flat - eps * direction))) / (2 * eps)
+    np.testing.assert_allclose(float(g @ direction), float(fd), rtol=1e-6, atol=1e-12)
+
+
+def test_loss_jit_matches_eager_and_vmap_matches_loop(tiny):
+    mesh, lap, A, U, V, Y = tiny
+    cfg = EANDARNConfig(width=16, n_blocks=2)
+    model = build_model(cfg, mesh.n_vertices, A.shape[0], jax.random.key(0))
+    # Small corrections of a physical start: keeps u + mu2 away from 0, where the v-equation's
+    # division makes float32 rounding (and so jit/vmap reassociation) visible.
+    model.head.kernel[...] = 0.01 * model.head.kernel[...]
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    Ys = jnp.stack([Y, 0.5 * Y, Y + 0.01])
+    problems = [_problem(mesh, lap, A, y, (U, V)) for y in Ys]
+
+    def loss(problem):
+        return physics_loss((params, rest), graphdef, problem, jnp.arange(N_T), mode="body", order=4, derivative="numerical")
+
+    eager = loss(problems[0])
+    np.testing.assert_allclose(jax.jit(loss)(problems[0]), eager, rtol=1e-5)
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *problems)
+    batched = jax.vmap(loss)(stacked)
+    np.testing.assert_allclose(batched, jnp.stack([loss(p) for p in problems]), rtol=1e-5, atol=1e-9)
+
+
+def test_windows_residual_matches_full_residual_at_centres(tiny):
+    """Random-window evaluation gives the same centred residual as the full-batch evaluation."""
+    mesh, lap, A, U, V, Y = tiny
+    from ecgi_jax.ep import ap_residual
+
+    model = build_model(EANDARNConfig(width=16, n_blocks=1), mesh.n_vertices, A.shape[0], jax.random.key(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    problem = _problem(mesh, lap, A, Y)
+    Uf, Vf = evaluate_fields(graphdef, (params, rest), problem.inputs, jnp.arange(N_T), "body")
+    ru, _ = ap_residual(Uf, Vf, lap, APParams(), 0.1, order=4, mode="same")
+    windows = jnp.array([[3, 4, 5, 6, 7], [20, 21, 22, 23, 24]])
+    Uw, Vw = evaluate_fields(graphdef, (params, rest), problem.inputs, windows, "body")
+    rw, _ = ap_residual(Uw, Vw, lap, APParams(), 0.1, order=4, mode="valid")
+    np.testing.assert_allclose(rw[:, :, 0], ru[:, [5, 22]], rtol=1e-4, atol=1e-5)
+
+
+def test_pacing_search_finds_the_site(tiny):
+    mesh, lap, A, U, V, Y = tiny
+    noisy = Y + 0.05 * jnp.std(Y) * jax.random.normal(jax.random.key(0), Y.shape)
+    found = pacing_search(noisy, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8)
+    assert found.node == 7
+    np.testing.assert_allclose(found.U, U, atol=1e-6)
+    assert len(found.visited) < mesh.n_vertices  # a search, not an exhaustive scan
+    assert len(set(farthest_point_sample(mesh.vertices, 20).tolist())) == 20
+
+
+def test_training_from_the_pacing_start_stays_on_the_truth(tiny):
+    """Started from the found beat, training lowers the loss and keeps the map on the truth."""
+    mesh, lap, A, U, V, Y = tiny
+    noisy = Y + 0.05 * jnp.std(Y) * jax.random.normal(jax.random.key(0), Y.shape)
+    fit = eand_arn(
+        noisy, A, laplacian=lap, dt=0.1, vertices=mesh.vertices, adjacency=mesh.adjacency,
+        config=EANDARNConfig(width=32, n_blocks=2),
+        train=TrainConfig(steps=200, learning_rate=1e-4, chunk=50, progress=False), key=jax.random.key(0), truth=U,
+    )
+    assert fit.info["start"] == "pacing" and fit.info["pacing_node"] == 7
+    re = float(jnp.linalg.norm(fit.U - U) / jnp.linalg.norm(U))
+    assert re < 0.02, re
+    assert fit.history["rel_error"][-1] == pytest.approx(re, rel=1e-4)
+    assert fit.history["loss"][-1] <= fit.history["loss"][0]
+    assert fit.info["stopped"] in ("completed", "plateau")
+
+
+def test_same_key_same_result(tiny):
+    mesh, lap, A, U, V, Y = tiny
+    kw = dict(laplacian=lap, dt=0.1, config=EANDARNConfig(width=8, n_blocks=1, init="random"),
+              train=TrainConfig(steps=20, chunk=10, progress=False))
+    a = eand_arn(Y, A, key=jax.random.key(5), **kw)
+    b = eand_arn(Y, A, key=jax.random.key(5), **kw)
+    np.testing.assert_array_equal(a.U, b.U)
+
+
+def test_nan_guard_keeps_last_good_parameters(tiny):
+    mesh, lap, A, U, V, Y = tiny
+    fit = eand_arn(
+        Y, A, laplacian=lap, dt=0.1, config=EANDARNConfig(width=8, n_blocks=1, init="random"),
+        train=TrainConfig(steps=200, learning_rate=1e9, grad_clip=None, chunk=10, progress=False),
+        key=jax.random.key(0),
+    )
+    assert fit.info["stopped"] == "diverged"
+    assert bool(jnp.all(jnp.isfinite(fit.U)))
+    assert fit.info["steps"] < 200
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError, match="autodiff"):
+        EANDARNConfig(mode="body", derivative="autodiff").validate()
+    with pytest.raises(ValueError, match="init"):
+        EANDARNConfig(init="magic").validate()
+    with pytest.raises(ValueError, match="order"):
+        EANDARNConfig(order=3).validate()
