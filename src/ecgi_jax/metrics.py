@@ -1,0 +1,176 @@
+"""Accuracy metrics for reconstructed heart potentials.
+
+Conventions: potentials are ``(N, T)`` arrays (nodes × time samples), estimate first, truth
+second. Every function is jittable (string/bool options are static Python values) and NaN-free
+for constant signals, as documented per function.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "relative_error",
+    "mse",
+    "correlation",
+    "mean_correlation",
+    "activation_times",
+    "ActivationError",
+    "activation_time_error",
+]
+
+
+def _pair(U_hat, U):
+    U_hat, U = jnp.asarray(U_hat), jnp.asarray(U)
+    if U_hat.shape != U.shape:
+        raise ValueError(f"estimate has shape {U_hat.shape} but the truth has shape {U.shape}.")
+    dt = jnp.result_type(U_hat, U, float)
+    return U_hat.astype(dt), U.astype(dt)
+
+
+def relative_error(U_hat, U) -> jax.Array:
+    """``‖Û − U‖_F / ‖U‖_F`` over all entries (``inf`` if ``U`` is all zeros and ``Û ≠ U``)."""
+    U_hat, U = _pair(U_hat, U)
+    return jnp.linalg.norm(U_hat - U) / jnp.linalg.norm(U)
+
+
+def mse(U_hat, U) -> jax.Array:
+    """Mean squared error over all entries."""
+    U_hat, U = _pair(U_hat, U)
+    return jnp.mean((U_hat - U) ** 2)
+
+
+def _axis(axis: str) -> int:
+    if axis == "time":
+        return -1  # per node: correlate the time courses
+    if axis == "space":
+        return 0  # per time sample: correlate the spatial maps
+    raise ValueError(f"axis must be 'time' or 'space'; got {axis!r}.")
+
+
+def _pearson(a, b, ax):
+    a = a - jnp.mean(a, axis=ax, keepdims=True)
+    b = b - jnp.mean(b, axis=ax, keepdims=True)
+    num = jnp.sum(a * b, axis=ax)
+    den = jnp.sqrt(jnp.sum(a**2, axis=ax) * jnp.sum(b**2, axis=ax))
+    # A constant signal has no defined correlation; define it as 0 ("no linear agreement")
+    # instead of NaN so averages stay finite.
+    ok = den > 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1), 0.0)
+
+
+def correlation(U_hat, U, axis: str = "time") -> jax.Array:
+    """Pearson correlation coefficients.
+
+    ``axis="time"``: one coefficient per node, correlating the two time courses → ``(N,)``.
+    ``axis="space"``: one per time sample, correlating the two spatial maps → ``(T,)``.
+    If either signal is constant along the axis the coefficient is defined as ``0`` (never NaN).
+    """
+    U_hat, U = _pair(U_hat, U)
+    return _pearson(U_hat, U, _axis(axis))
+
+
+def mean_correlation(U_hat, U, axis: str = "time") -> jax.Array:
+    """Mean of :func:`correlation` along the other axis (constant signals count as CC = 0)."""
+    return jnp.mean(correlation(U_hat, U, axis))
+
+
+def activation_times(
+    U,
+    dt: float = 1.0,
+    method: str = "threshold",
+    threshold: float = 0.5,
+    *,
+    normalize: bool = True,
+    return_mask: bool = False,
+):
+    """Activation time of every node of ``U`` ``(N, T)``, in the units of ``dt``.
+
+    Methods:
+        ``"threshold"``: first upward crossing of the level, linearly interpolated between the two
+            samples around it. With ``normalize=True`` (default) the level is
+            ``min + threshold·(max − min)`` of each node's own signal, so damped reconstructions
+            are judged like the truth; with ``normalize=False`` it is ``threshold`` itself. A
+            signal already at or above the level at sample 0 activates at time 0.
+        ``"upstroke"``: time of the steepest upstroke, ``argmax du/dt`` (centred differences),
+            refined to sub-sample accuracy by a parabola through the peak and its neighbours.
+
+    Nodes that never activate (no crossing; a constant signal; for ``"upstroke"``, no positive
+    slope) get the time ``T·dt`` — just past the recording — rather than NaN, so means stay
+    finite; ``return_mask=True`` also returns the boolean ``(N,)`` mask of activated nodes so
+    callers can exclude them.
+    """
+    U = jnp.asarray(U)
+    U = U.astype(jnp.result_type(U, float))
+    n_t = U.shape[-1]
+    dt = jnp.asarray(dt, U.dtype)
+    never = n_t * dt
+    if method == "threshold":
+        lo, hi = jnp.min(U, axis=-1, keepdims=True), jnp.max(U, axis=-1, keepdims=True)
+        level = lo + threshold * (hi - lo) if normalize else jnp.full_like(lo, threshold)
+        above = U >= level
+        if normalize:
+            above = above & (hi > lo)  # a constant signal never activates
+        first = jnp.argmax(above, axis=-1)  # first sample at/above the level (0 if none)
+        activated = jnp.any(above, axis=-1)
+        prev = jnp.maximum(first - 1, 0)
+        u1 = jnp.take_along_axis(U, first[:, None], -1)[:, 0]
+        u0 = jnp.take_along_axis(U, prev[:, None], -1)[:, 0]
+        lv = level[:, 0]
+        step = u1 - u0
+        frac = jnp.where((first > 0) & (step > 0), (lv - u0) / jnp.where(step > 0, step, 1), 0.0)
+        t = jnp.where(first > 0, (prev + jnp.clip(frac, 0.0, 1.0)) * dt, 0.0)
+    elif method == "upstroke":
+        du = jnp.gradient(U, axis=-1)
+        k = jnp.argmax(du, axis=-1)
+        peak = jnp.take_along_axis(du, k[:, None], -1)[:, 0]
+        activated = peak > 0
+        km, kp = jnp.clip(k - 1, 0, n_t - 1), jnp.clip(k + 1, 0, n_t - 1)
+        fm = jnp.take_along_axis(du, km[:, None], -1)[:, 0]
+        fp = jnp.take_along_axis(du, kp[:, None], -1)[:, 0]
+        curv = fm - 2 * peak + fp
+        inner = (k > 0) & (k < n_t - 1) & (curv < 0)
+        shift = jnp.where(inner, 0.5 * (fm - fp) / jnp.where(inner, curv, -1), 0.0)
+        t = (k + jnp.clip(shift, -0.5, 0.5)) * dt
+    else:
+        raise ValueError(f"method must be 'threshold' or 'upstroke'; got {method!r}.")
+    t = jnp.where(activated, t, never)
+    return (t, activated) if return_mask else t
+
+
+class ActivationError(NamedTuple):
+    """Activation-time agreement over the nodes that activate in the ground truth.
+
+    Attributes:
+        mae: mean absolute error of activation times (units of ``dt``).
+        correlation: Pearson correlation of the two activation maps (0 if either is constant).
+        n_nodes: number of nodes compared.
+    """
+
+    mae: jax.Array
+    correlation: jax.Array
+    n_nodes: jax.Array
+
+
+def activation_time_error(U_hat, U, dt: float = 1.0, method: str = "threshold", threshold: float = 0.5, *, normalize: bool = True) -> ActivationError:
+    """Compare activation maps of an estimate and the truth (see :func:`activation_times`).
+
+    Only nodes that activate in the truth are compared; an estimate that never activates at such
+    a node contributes the time ``T·dt``.
+    """
+    U_hat, U = _pair(U_hat, U)
+    t_hat = activation_times(U_hat, dt, method, threshold, normalize=normalize)
+    t, mask = activation_times(U, dt, method, threshold, normalize=normalize, return_mask=True)
+    w = mask.astype(t.dtype)
+    n = jnp.sum(w)
+    nn = jnp.maximum(n, 1)
+    mae = jnp.sum(w * jnp.abs(t_hat - t)) / nn
+    a = t_hat - jnp.sum(w * t_hat) / nn
+    b = t - jnp.sum(w * t) / nn
+    num = jnp.sum(w * a * b)
+    den = jnp.sqrt(jnp.sum(w * a**2) * jnp.sum(w * b**2))
+    cc = jnp.where(den > 0, num / jnp.where(den > 0, den, 1), 0.0)
+    return ActivationError(mae, cc, n.astype(jnp.int32))

@@ -1,0 +1,47 @@
+"""Classical (regularized least-squares) ECGI solvers and regularization-parameter rules.
+
+* :mod:`._tikhonov` — Tikhonov of order 0/1/2 and truncated SVD, a whole λ grid from one (G)SVD.
+* :mod:`._spatiotemporal` — spatial + temporal Tikhonov solved exactly by diagonalization.
+* :mod:`._lambda` — L-curve, GCV, CRESO, discrepancy, U-curve and the benchmark-only oracle.
+"""
+
+from ._lambda import (
+    RULES,
+    LambdaChoice,
+    creso,
+    discrepancy,
+    estimate_noise,
+    gcv,
+    lcurve,
+    oracle,
+    select_lambda,
+    ucurve,
+)
+from ._spatiotemporal import (
+    SpatiotemporalPath,
+    select_spatiotemporal,
+    spatiotemporal,
+    spatiotemporal_path,
+    temporal_operator,
+)
+from ._tikhonov import (
+    RegularizationPath,
+    TikhonovFactor,
+    as_matrix,
+    default_lambdas,
+    factorize,
+    tikhonov,
+    tikhonov_from_factor,
+    tikhonov_path,
+    tsvd,
+    tsvd_path,
+)
+
+__all__ = [
+    "TikhonovFactor", "RegularizationPath", "factorize", "default_lambdas", "as_matrix",
+    "tikhonov", "tikhonov_from_factor", "tikhonov_path", "tsvd", "tsvd_path",
+    "SpatiotemporalPath", "temporal_operator", "spatiotemporal", "spatiotemporal_path",
+    "select_spatiotemporal",
+    "LambdaChoice", "RULES", "lcurve", "gcv", "creso", "discrepancy", "ucurve", "oracle",
+    "estimate_noise", "select_lambda",
+]
