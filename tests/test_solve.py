@@ -100,3 +100,17 @@ def test_solve_validation_errors():
         solve(Y, A, method="tikhonov-0", lambda_rule="oracle")
     with pytest.raises(ValueError, match="valid rules"):
         solve(Y, A, method="tikhonov-0", lambda_rule="magic")
+
+
+def test_tikhonov2_refuses_an_undetermined_constant_component():
+    """Zero-mean-reference A (A·1 = 0) with a Laplacian (L·1 = 0): a clear error, not garbage."""
+    from ecgi_jax import forward, geometry, operators
+
+    heart, torso = geometry.icosphere(1).scaled(30.0), geometry.icosphere(1).scaled(90.0)
+    lap = operators.huiskamp_laplacian(heart.vertices, heart.adjacency)
+    A = forward.transfer_matrix(heart, torso)
+    Y = A @ np.random.default_rng(0).normal(size=(heart.n_vertices, 3))
+    with pytest.raises(ValueError, match="constant"):
+        solve(Y, A, method="tikhonov-2", laplacian=lap)
+    A_ref = forward.transfer_matrix(heart, torso, reference="none")
+    assert np.all(np.isfinite(solve(A_ref @ np.ones((heart.n_vertices, 2)), A_ref, method="tikhonov-2", laplacian=lap).potentials))

@@ -248,8 +248,26 @@ def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind):
     return X, diag
 
 
+def _check_constant_mode(A, R, name):
+    """Refuse the common singular case: A and R both annihilate constant heart potentials."""
+    n = A.shape[1]
+    ones = np.ones(n) / np.sqrt(n)
+    a = np.asarray(A, np.float64)
+    probe = np.random.default_rng(0).normal(size=n) / np.sqrt(n)
+    apply = lambda x: np.asarray(R @ jnp.asarray(x, jnp.result_type(float)), np.float64)  # noqa: E731
+    tol = 1e-5
+    if np.linalg.norm(a @ ones) <= tol * np.linalg.norm(a @ probe) and np.linalg.norm(apply(ones)) <= tol * np.linalg.norm(apply(probe)):
+        raise ValueError(
+            f"A maps constant heart potentials to zero (a zero-mean reference) and {name} annihilates "
+            "them too, so the constant component of the solution is undetermined. Build A with the "
+            "heart reference (forward.transfer_matrix(..., reference='none')), or use tikhonov-0."
+        )
+
+
 def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R):
     n = A.shape[1]
+    if R is not None:
+        _check_constant_mode(A, R, "the regularization operator")
     if truth is not None:
         truth = _finite_array(truth, "truth")
         if truth.shape != (n, Y.shape[1]):
