@@ -47,10 +47,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import scipy.sparse as sp
 
-from ...operators import SparseOperator
+from ...operators import as_dense
 
 __all__ = [
     "TikhonovFactor",
@@ -71,18 +69,10 @@ __all__ = [
 
 
 def as_matrix(R, dtype=None):
-    """Dense array from ``None`` (returned as ``None``), a :class:`SparseOperator`, scipy sparse
-    matrix or array-like. scipy matrices are converted on the host (not jittable, as they cannot be
-    jit arguments anyway); a SparseOperator densifies inside jit (its shape is static)."""
-    if R is None:
-        return None
-    if isinstance(R, SparseOperator):
-        out = R.todense()
-    elif sp.issparse(R):
-        out = R.toarray()
-    else:
-        out = R
-    return jnp.asarray(out, dtype=dtype)
+    """Dense ``jax.Array`` from ``None`` (returned as ``None``), a :class:`SparseOperator`, scipy
+    sparse matrix or array-like (see :func:`ecgi_jax.operators.as_dense`). scipy matrices are
+    converted on the host; a SparseOperator densifies inside jit (its shape is static)."""
+    return None if R is None else jnp.asarray(as_dense(R), dtype=dtype)
 
 
 def _dtype(*xs):

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-
 from ..._solve import Solution, register_method
 from ...ep import APParams
-from ...operators import SparseOperator
 from ._eand_arn import EANDARNConfig, eand_arn
 from ._train import TrainConfig
 
 
-def _as_operator(laplacian, dtype):
+def _require_laplacian(laplacian):
+    # eand_arn converts any form (SparseOperator, scipy, dense) to the data's dtype itself.
     if laplacian is None:
         raise ValueError("the neural methods need the heart's mesh Laplacian: pass laplacian=(n, n).")
-    if isinstance(laplacian, SparseOperator):
-        return laplacian.astype(dtype)
-    import scipy.sparse as sp
+    return laplacian
 
-    return SparseOperator.from_scipy(sp.csr_matrix(np.asarray(laplacian) if not sp.issparse(laplacian) else laplacian), dtype)
+
+def _recorded(options: dict, arrays) -> dict:
+    """The options as recorded in ``Solution.options``: data arrays replaced by ``"<given>"``."""
+    options = {k: v for k, v in options.items() if k not in ("Y", "A")}
+    for name in arrays:
+        options[name] = None if options[name] is None else "<given>"
+    return options
 
 
 def _solution(fit, name, options):
@@ -58,10 +59,7 @@ def solve_eand_arn(
     truth=None,
     progress: bool = True,
 ) -> Solution:
-    options = dict(locals())
-    options.pop("Y"), options.pop("A")
-    for big in ("laplacian", "vertices", "adjacency", "truth", "key"):
-        options[big] = None if options[big] is None else "<given>"
+    options = _recorded(locals(), ("laplacian", "vertices", "adjacency", "truth", "key"))
     if isinstance(start, (tuple, list)) or hasattr(start, "shape"):
         options["start"] = "<given>"
     cfg = EANDARNConfig(
@@ -70,7 +68,7 @@ def solve_eand_arn(
         windows=windows, weights=tuple(float(w) for w in weights), learnable_weights=learnable_weights, init=init,
     )
     train = TrainConfig(steps=steps, learning_rate=learning_rate, patience=patience, progress=progress)
-    lap = _as_operator(laplacian, np.asarray(Y).dtype if np.asarray(Y).dtype.kind == "f" else None)
+    lap = _require_laplacian(laplacian)
     fit = eand_arn(
         Y, A, laplacian=lap, dt=dt, vertices=vertices, adjacency=adjacency, config=cfg, train=train,
         ap_params=ap_params, key=key, start=start, truth=truth,
@@ -96,10 +94,7 @@ def solve_pdl(
     progress: bool = True,
 ) -> Solution:
     """P-DL (Xie & Yao): coordinate MLP, autodiff in time at random collocation times."""
-    options = dict(locals())
-    options.pop("Y"), options.pop("A")
-    for big in ("laplacian", "vertices", "truth", "key"):
-        options[big] = None if options[big] is None else "<given>"
+    options = _recorded(locals(), ("laplacian", "vertices", "truth", "key"))
     if vertices is None:
         raise ValueError("method 'pdl' maps node coordinates to (u, v): pass vertices=(n, 3).")
     cfg = EANDARNConfig(
@@ -110,7 +105,7 @@ def solve_pdl(
         steps=steps, learning_rate=learning_rate, decay_rate=0.9, decay_steps=max(steps // 30, 1),
         schedule="pdl", grad_clip=None, progress=progress,
     )
-    lap = _as_operator(laplacian, np.asarray(Y).dtype if np.asarray(Y).dtype.kind == "f" else None)
+    lap = _require_laplacian(laplacian)
     fit = eand_arn(
         Y, A, laplacian=lap, dt=dt, vertices=vertices, config=cfg, train=train, ap_params=ap_params,
         key=key, truth=truth,
