@@ -1,0 +1,153 @@
+"""Result files and input readers (ecgi_jax.io): round trips, XDMF read back, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import meshio
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse
+
+from ecgi_jax import Solution, geometry, io, operators
+from ecgi_jax.ep import APParams
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    return geometry.icosphere(1, 10.0)  # 42 vertices, 80 triangles
+
+
+def _solution(n, n_t, rng):
+    U = rng.normal(size=(n, n_t)).astype(np.float32)
+    return Solution(
+        potentials=U,
+        method="eand-arn",
+        diagnostics={
+            "lam": 0.25, "never": float("nan"), "curve": np.arange(5.0), "big": rng.normal(size=(200, 60)),
+            "nested": {"alpha": [0.5, np.float32(0.25)]}, "flag": np.bool_(True), "count": np.int64(7),
+        },
+        options={"steps": 10, "weights": (1.0, 0.5), "laplacian": operators.SparseOperator.from_scipy(
+            scipy.sparse.eye(n, format="csr")), "ap_params": APParams(), "start": "pacing",
+            "adjacency": (np.arange(n + 1), np.arange(3))},
+        recovery=(0.5 * U).astype(np.float32),
+        history={"step": [10, 20], "loss": [2.0, 1.0], "data": [0.5, 0.25]},
+    )
+
+
+def test_npz_round_trip_arrays_and_metadata(tmp_path, sphere):
+    rng = np.random.default_rng(0)
+    sol = _solution(sphere.n_vertices, 6, rng)
+    truth = rng.normal(size=(sphere.n_vertices, 6))
+    times = np.arange(6) * 0.1
+    written = io.save_solution(tmp_path / "s.npz", sol, sphere, times=times, truth=truth, xdmf=False)
+    assert written == [tmp_path / "s.npz"]
+    got = io.load_solution(tmp_path / "s.npz")
+    s = got.solution
+    for a, b in ((s.potentials, sol.potentials), (s.recovery, sol.recovery), (got.truth, truth), (got.times, times)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    np.testing.assert_array_equal(got.mesh.vertices, sphere.vertices)
+    np.testing.assert_array_equal(got.mesh.triangles, sphere.triangles)
+    assert s.method == "eand-arn" and s.history == sol.history
+    d = s.diagnostics
+    assert d["lam"] == 0.25 and d["never"] is None and d["curve"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert d["nested"] == {"alpha": [0.5, 0.25]} and d["flag"] is True and d["count"] == 7
+    np.testing.assert_array_equal(d["big"], sol.diagnostics["big"])  # stored as an npz entry
+    o = s.options
+    assert o["steps"] == 10 and o["weights"] == [1.0, 0.5] and o["start"] == "pacing"
+    assert o["laplacian"] == f"<SparseOperator ({sphere.n_vertices}, {sphere.n_vertices})>"
+    assert o["ap_params"]["D"] == APParams().D
+    assert o["adjacency"] == [f"<ndarray ({sphere.n_vertices + 1},)>", [0, 1, 2]]  # big arrays described
+    meta = got.metadata
+    assert meta["format"] == io.FORMAT and set(meta["versions"]) == {"ecgi_jax", "jax", "numpy"}
+    assert meta["date"].endswith("+00:00")
+    # The metadata is strict JSON (no NaN), readable by any JSON parser.
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as z:
+        json.loads(str(z["metadata"]), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_xdmf_time_series_reads_back_exactly(tmp_path, sphere):
+    rng = np.random.default_rng(2)
+    sol = _solution(sphere.n_vertices, 4, rng)
+    truth = rng.normal(size=(sphere.n_vertices, 4)).astype(np.float32)
+    times = np.array([0.0, 0.5, 1.0, 1.5])
+    npz, xdmf = io.save_solution(tmp_path / "run.npz", sol, sphere, times=times, truth=truth)
+    assert xdmf == tmp_path / "run.xdmf"
+    with meshio.xdmf.TimeSeriesReader(xdmf) as reader:
+        points, cells = reader.read_points_cells()
+        np.testing.assert_array_equal(points, sphere.vertices)
+        np.testing.assert_array_equal(cells[0].data, sphere.triangles)
+        assert reader.num_steps == 4
+        for k in range(4):
+            t, point_data, _ = reader.read_data(k)
+            assert t == times[k]
+            # float32 values written as float64 text come back bit-exact.
+            assert np.array_equal(point_data["potential"].astype(np.float32), sol.potentials[:, k])
+            assert np.array_equal(point_data["recovery"].astype(np.float32), sol.recovery[:, k])
+            assert np.array_equal(point_data["truth"].astype(np.float32), truth[:, k])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz", "run.xdmf"]  # no temporary left
+
+
+def test_save_solution_checks_before_writing(tmp_path, sphere):
+    sol = _solution(sphere.n_vertices, 3, np.random.default_rng(3))
+    with pytest.raises(ValueError, match="mesh has 12 vertices"):
+        io.save_solution(tmp_path / "x.npz", sol, geometry.icosphere(0))
+    with pytest.raises(ValueError, match=r"truth has shape \(5, 3\)"):
+        io.save_solution(tmp_path / "x.npz", sol, truth=np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="needs the heart mesh"):
+        io.save_solution(tmp_path / "x.npz", sol, xdmf=True)
+    with pytest.raises(ValueError, match="give a .npz path"):
+        io.save_solution(tmp_path / "x.xdmf", sol, sphere)
+    with pytest.raises(ValueError, match="integer indices into the 42 vertices"):
+        io.save_solution(tmp_path / "x.npz", sol, (sphere.vertices, sphere.triangles + 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_solution_rejects_other_files(tmp_path):
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an ecgi_jax solution file"):
+        io.load_solution(tmp_path / "plain.npz")
+    with pytest.raises(FileNotFoundError):
+        io.load_solution(tmp_path / "missing.npz")
+
+
+def test_load_array_formats_and_errors(tmp_path):
+    Y = np.arange(12.0).reshape(3, 4)
+    A = np.ones((3, 5), np.float32)
+    np.save(tmp_path / "y.npy", Y)
+    np.savez(tmp_path / "one.npz", Y=Y, dt=0.1)
+    np.savez(tmp_path / "two.npz", Y=Y, A=A)
+    scipy.io.savemat(tmp_path / "m.mat", {"Y": Y, "A": A})
+    scipy.io.savemat(tmp_path / "single.mat", {"A": A, "label": np.array([1.0, 2.0])})
+    assert np.array_equal(io.load_array(tmp_path / "y.npy"), Y)
+    assert np.array_equal(io.load_array(tmp_path / "one.npz"), Y)  # the single 2-D array
+    assert io.load_array(tmp_path / "two.npz", "A").dtype == np.float32
+    assert np.array_equal(io.load_array(tmp_path / "m.mat", "Y"), Y)
+    assert np.array_equal(io.load_array(tmp_path / "single.mat"), A)
+    with pytest.raises(ValueError, match=r"2 2-D matrices \(Y \(3, 4\), A \(3, 5\)\)"):
+        io.load_array(tmp_path / "two.npz")
+    with pytest.raises(ValueError, match="no array named 'B'; it holds: Y"):
+        io.load_array(tmp_path / "m.mat", "B")
+    with pytest.raises(ValueError, match="drop the name"):
+        io.load_array(tmp_path / "y.npy", "Y")
+    with pytest.raises(FileNotFoundError):
+        io.load_array(tmp_path / "nothing.npy")
+    (tmp_path / "y.csv").write_text("1,2\n")
+    with pytest.raises(ValueError, match=r"\.npy, \.npz or \.mat"):
+        io.load_array(tmp_path / "y.csv")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="object arrays are refused"):
+        io.load_array(tmp_path / "obj.npy")
+
+
+def test_load_mesh_meshio_and_npz(tmp_path, sphere):
+    geometry.save_mesh(tmp_path / "h.vtk", sphere)
+    np.savez(tmp_path / "h.npz", vertices=sphere.vertices, triangles=sphere.triangles)
+    for name in ("h.vtk", "h.npz"):
+        m = io.load_mesh(tmp_path / name)
+        np.testing.assert_allclose(m.vertices, sphere.vertices)
+        np.testing.assert_array_equal(m.triangles, sphere.triangles)
+    np.savez(tmp_path / "bad.npz", points=sphere.vertices)
+    with pytest.raises(ValueError, match="no array named 'vertices'"):
+        io.load_mesh(tmp_path / "bad.npz")
