@@ -2,7 +2,9 @@
 
 Every loader takes the data directory as a parameter (nothing is downloaded, nothing is
 hard-coded): e.g. ``load_pdl("../shared/data/pdl-heart-torso")``. Missing files raise
-``FileNotFoundError`` naming the path.
+``FileNotFoundError`` naming the path; corrupt or truncated files, missing variables and arrays
+of the wrong shape raise ``ValueError`` naming the file and the variable. ``.npz`` files are read
+with ``allow_pickle=False`` and ``.mat`` files with ``scipy.io.loadmat``: no file can run code.
 """
 
 from __future__ import annotations
@@ -31,8 +33,46 @@ def _npz(path) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"No data file at {p}.")
     # allow_pickle=False: a data file must never be able to run code.
-    with np.load(p, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("it holds a single array, not a .npz archive of named arrays")
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError (object arrays), OSError
+        raise ValueError(
+            f"Could not read data file {p} (corrupt, truncated or not an .npz archive; object/pickled "
+            f"arrays are refused): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _var(data: dict, name: str, path, shape=None) -> np.ndarray:
+    """``data[name]`` from file ``path``, with a clear error if it is missing or mis-shaped.
+
+    ``shape`` entries that are ``None`` match any length.
+    """
+    if name not in data:
+        have = sorted(data)
+        raise ValueError(
+            f"Data file {path} has no variable {name!r} (found: {have[:12]}{'...' if len(have) > 12 else ''})."
+        )
+    value = data[name]
+    if shape is not None:
+        got = np.shape(value)
+        if len(got) != len(shape) or any(w is not None and w != g for w, g in zip(shape, got)):
+            want = tuple("any" if w is None else w for w in shape)
+            raise ValueError(f"Variable {name!r} in {path} has shape {got}; expected {want}.")
+    return value
+
+
+def _mat_var(path, name: str, shape=None) -> np.ndarray:
+    return _var(load_mat(path), name, path, shape)
+
+
+def _mesh(points, triangles, path, name) -> Mesh:
+    try:
+        return Mesh(points, triangles)
+    except ValueError as exc:
+        raise ValueError(f"The {name} surface in {path} is not a valid mesh: {exc}") from exc
 
 
 class PDLData(NamedTuple):
@@ -55,14 +95,17 @@ def load_pdl(path) -> PDLData:
     from .operators._laplacian import adjacency_from_sparse
 
     d = _dir(path)
-    lap = sp.csr_matrix(load_mat(d / "laplacian.mat")["lap"])
+    lap = sp.csr_matrix(_mat_var(d / "laplacian.mat", "lap"))
+    n = lap.shape[0]
+    if lap.shape != (n, n):
+        raise ValueError(f"Variable 'lap' in {d / 'laplacian.mat'} has shape {lap.shape}; expected a square matrix.")
     return PDLData(
-        vertices=np.asarray(load_mat(d / "heart_coordinates.mat")["heart_coordinates"], np.float64),
-        normals=np.asarray(load_mat(d / "normals.mat")["normals"], np.float64),
+        vertices=np.asarray(_mat_var(d / "heart_coordinates.mat", "heart_coordinates", (n, 3)), np.float64),
+        normals=np.asarray(_mat_var(d / "normals.mat", "normals", (n, 3)), np.float64),
         adjacency=adjacency_from_sparse(lap),
         laplacian=lap,
-        transfer=np.asarray(load_mat(d / "Z_BH.mat")["Z_BH"], np.float64),
-        times=np.asarray(load_mat(d / "time.mat")["time"], np.float64).ravel(),
+        transfer=np.asarray(_mat_var(d / "Z_BH.mat", "Z_BH", (None, n)), np.float64),
+        times=np.asarray(_mat_var(d / "time.mat", "time"), np.float64).ravel(),
     )
 
 
@@ -86,18 +129,20 @@ class UtahSock490(NamedTuple):
 
 def load_utah_sock490(path) -> UtahSock490:
     """Load ``npz/utah_sock490_qrs_beats.npz`` from the ``pulse-utah-sock490`` directory."""
-    z = _npz(_dir(path) / "npz" / "utah_sock490_qrs_beats.npz")
+    f = _dir(path) / "npz" / "utah_sock490_qrs_beats.npz"
+    z = _npz(f)
+    v = lambda name: _var(z, name, f)  # noqa: E731
     names = [k.split("__", 1)[1] for k in z if k.startswith("potvals__")]
     beats = {
-        n: UtahBeat(z[f"potvals__{n}"], z[f"at__{n}"], int(z[f"pacing_node__{n}"]), z[f"badleads__{n}"].astype(np.int64))
+        n: UtahBeat(v(f"potvals__{n}"), v(f"at__{n}"), int(v(f"pacing_node__{n}")), v(f"badleads__{n}").astype(np.int64))
         for n in names
     }
     return UtahSock490(
-        sock=reorient_outward(Mesh(z["sock_pts_tank_frame"], z["sock_closed_tri"])),
-        sock_open_triangles=z["sock_open_tri"].astype(np.int64),
-        tank=reorient_outward(Mesh(z["tank_pts"], z["tank_tri"])),
-        tank_electrodes=z["tank_measured_idx"].astype(np.int64),
-        lungs=(z["lungs_pts"], z["lungs_tri"].astype(np.int64)),
+        sock=reorient_outward(_mesh(v("sock_pts_tank_frame"), v("sock_closed_tri"), f, "sock")),
+        sock_open_triangles=v("sock_open_tri").astype(np.int64),
+        tank=reorient_outward(_mesh(v("tank_pts"), v("tank_tri"), f, "tank")),
+        tank_electrodes=v("tank_measured_idx").astype(np.int64),
+        lungs=(v("lungs_pts"), v("lungs_tri").astype(np.int64)),
         beats=beats,
     )
 
@@ -114,11 +159,13 @@ class UtahSockTank1997(NamedTuple):
 
 def load_utah_sock_tank_1997(path) -> UtahSockTank1997:
     """Load ``npz/utah1997_sock_tank.npz`` from the ``fwdinvtoolkit`` directory."""
-    z = _npz(_dir(path) / "npz" / "utah1997_sock_tank.npz")
+    f = _dir(path) / "npz" / "utah1997_sock_tank.npz"
+    z = _npz(f)
+    v = lambda name: _var(z, name, f)  # noqa: E731
     return UtahSockTank1997(
-        sock_vertices=z["sock_pts"],
-        sock_triangles=z["sock_tri"].astype(np.int64),
-        tank=reorient_outward(Mesh(z["tank_pts"], z["tank_tri"])),
-        transfer_scirun=z["A_tank_from_sock"],
-        sock_potentials=z["epi_pot"],
+        sock_vertices=v("sock_pts"),
+        sock_triangles=v("sock_tri").astype(np.int64),
+        tank=reorient_outward(_mesh(v("tank_pts"), v("tank_tri"), f, "tank")),
+        transfer_scirun=v("A_tank_from_sock"),
+        sock_potentials=v("epi_pot"),
     )

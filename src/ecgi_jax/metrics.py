@@ -104,6 +104,15 @@ def activation_times(
     callers can exclude them.
     """
     U = jnp.asarray(U)
+    if U.ndim != 2 or U.shape[-1] < 2:
+        raise ValueError(f"U must be (N nodes, T samples) with T >= 2; got shape {U.shape}.")
+    if isinstance(dt, (int, float)) and not (dt > 0 and dt != float("inf")):
+        raise ValueError(f"dt must be positive and finite (sample spacing); got {dt}.")
+    if normalize and isinstance(threshold, (int, float)) and not 0.0 < threshold < 1.0:
+        raise ValueError(
+            f"threshold is a fraction of each node's range with normalize=True and must lie in (0, 1); "
+            f"got {threshold}. Pass normalize=False for an absolute level."
+        )
     U = U.astype(jnp.result_type(U, float))
     n_t = U.shape[-1]
     dt = jnp.asarray(dt, U.dtype)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._types import all_finite
 from .ep import APParams, simulate
 from .forward import add_noise
 from .operators import SparseOperator
@@ -83,13 +84,29 @@ def make_case(
     ``u(0) = 1`` at the pacing nodes, ``v(0) = 0``; the beat is sampled every ``dt`` for
     ``n_samples`` samples. Body potentials ``Y = A U`` (float32 matmul at "highest" precision)
     plus white noise ``sigma·std(AU)·N(0,1)`` drawn with ``key``.
+
+    Raises:
+        ValueError: a non-square Laplacian, ``A`` not ``(m, n)`` or not finite, pacing indices that
+            are not integers in ``[0, n)``, and (from :func:`~ecgi_jax.ep.simulate` /
+            :func:`~ecgi_jax.forward.add_noise`) non-positive ``dt``, ``n_samples < 2`` or a
+            negative / non-finite ``sigma``.
     """
     dtype = dtype or jnp.result_type(float)
     A = jnp.asarray(A, dtype)
+    if len(getattr(laplacian, "shape", ())) != 2 or laplacian.shape[0] != laplacian.shape[1]:
+        raise ValueError(
+            f"laplacian must be a square (n, n) operator (SparseOperator or array); got shape "
+            f"{getattr(laplacian, 'shape', None)}."
+        )
     n = laplacian.shape[0]
     if A.ndim != 2 or A.shape[1] != n:
         raise ValueError(f"A has shape {A.shape}; expected (m, {n}) to match the Laplacian.")
-    idx = np.atleast_1d(np.asarray(pacing, dtype=np.int64))
+    if not all_finite(A):
+        raise ValueError("A contains NaN or Inf values; check the transfer matrix.")
+    raw = np.atleast_1d(np.asarray(pacing))
+    if raw.size and not np.issubdtype(raw.dtype, np.integer):
+        raise ValueError(f"pacing must be integer node indices; got dtype {raw.dtype} ({raw[:5].tolist()}).")
+    idx = raw.astype(np.int64)
     if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
         raise ValueError(f"pacing nodes must be non-empty indices in [0, {n - 1}]; got {idx.tolist()}.")
     mask = jnp.zeros(n, dtype).at[idx].set(1.0)

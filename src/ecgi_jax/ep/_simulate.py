@@ -139,15 +139,20 @@ def simulate(
         raise ValueError(f"v0 has shape {v0.shape}; expected {u0.shape}.")
     if not (all_finite(u0) and all_finite(v0)):
         raise ValueError("u0/v0 contain NaN or Inf.")
-    if not dt > 0:
-        raise ValueError(f"dt must be positive; got {dt}.")
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2; got {n_samples}.")
+    if not (np.ndim(dt) == 0 and float(dt) > 0 and np.isfinite(float(dt))):
+        raise ValueError(f"dt must be positive and finite (output sample spacing); got {dt!r}.")
+    if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2; got {n_samples!r}.")
+    lap_values = laplacian.weights if isinstance(laplacian, SparseOperator) else laplacian
+    if not all_finite(lap_values):
+        raise ValueError("laplacian contains NaN or Inf entries; rebuild it from a valid mesh.")
+    if stimulus is not None and tuple(jnp.shape(stimulus.mask)) != (n,):
+        raise ValueError(f"stimulus.mask has shape {tuple(jnp.shape(stimulus.mask))}; expected ({n},) (one entry per node).")
     auto = stable_substeps(laplacian, params, dt)
     if substeps is None:
         substeps = auto
-    elif substeps < 1:
-        raise ValueError(f"substeps must be >= 1; got {substeps}.")
+    elif not isinstance(substeps, (int, np.integer)) or substeps < 1:
+        raise ValueError(f"substeps must be an integer >= 1; got {substeps!r}.")
     elif dt / substeps > 0.9 * 2.0 / max(_max_rate(laplacian, params.D), 1e-30):
         warnings.warn(
             f"substeps={substeps} gives a sub-step {dt / substeps:.3g} beyond the diffusion stability "

@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..geometry._mesh import Mesh, require_outward
+from ..geometry._mesh import Mesh, require_connected, require_outward
 
 __all__ = [
     "transfer_matrix",
@@ -205,9 +205,27 @@ def _solid_angle_sum(points, mesh: Mesh, chunk_elements: int = 400_000) -> np.nd
     return out
 
 
+def _check_points(points, name: str = "points") -> np.ndarray:
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim not in (1, 2) or p.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (P, 3) (or (3,)); got {p.shape}.")
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name} contain NaN or Inf coordinates.")
+    return p.reshape(-1, 3)
+
+
 def winding_number(points, mesh: Mesh) -> np.ndarray:
-    """Winding number of a closed outward ``mesh`` around each point: ~1 inside, ~0 outside."""
-    return _solid_angle_sum(points, mesh)
+    """Winding number of a closed outward ``mesh`` around each point: ~1 inside, ~0 outside.
+
+    Args:
+        points: ``(P, 3)`` finite coordinates (same frame and units as ``mesh``).
+        mesh: a closed surface (an inward-facing one gives ~-1 inside).
+
+    Returns ``(P,)`` float64. Raises ``ValueError`` for bad shapes or NaN/Inf points.
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be an ecgi_jax.geometry.Mesh; got {type(mesh).__name__}.")
+    return _solid_angle_sum(_check_points(points), mesh)
 
 
 # --------------------------------------------------------------------------- checks
@@ -215,6 +233,7 @@ def _check_geometry(heart: Mesh, torso: Mesh) -> None:
     for mesh, name in ((heart, "heart"), (torso, "torso")):
         if not isinstance(mesh, Mesh):
             raise TypeError(f"{name} must be an ecgi_jax.geometry.Mesh; got {type(mesh).__name__}.")
+        require_connected(mesh, name)
         try:
             require_outward(mesh, name)
         except ValueError as err:
@@ -316,11 +335,15 @@ def transfer_matrix(
     Raises
     ------
     ValueError for open or inward-facing meshes (message mentions orientation and
-    ``reorient_outward``), a heart not inside the torso, intersecting surfaces, bad electrodes or
-    an unknown ``reference``.
+    ``reorient_outward``), a surface with several disconnected components, a heart not inside the
+    torso (checked with :func:`winding_number` at every heart vertex), intersecting surfaces, bad
+    electrodes, an unknown ``reference`` or a non-floating ``dtype``. TypeError for non-Mesh
+    surfaces.
     """
     if reference not in ("mean", "none"):
         raise ValueError(f"reference must be 'mean' or 'none'; got {reference!r}.")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(f"dtype must be a floating dtype (float32 or float64); got {np.dtype(dtype)}.")
     if check:
         _check_geometry(heart, torso)
     e = None if electrodes is None else _check_electrodes(electrodes, torso.n_vertices)
@@ -345,6 +368,8 @@ def select_electrodes(a_full, electrodes) -> np.ndarray:
     why selecting after referencing differs from re-referencing the electrode rows.
     """
     a = np.asarray(a_full)
+    if a.ndim != 2:
+        raise ValueError(f"a_full must be a 2-D (n_torso, n_heart) transfer matrix; got shape {a.shape}.")
     return a[_check_electrodes(electrodes, a.shape[0])]
 
 
@@ -355,7 +380,9 @@ def nearest_vertex_electrodes(torso: Mesh, positions, *, max_distance: float | N
     """
     from scipy.spatial import cKDTree
 
-    p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    p = _check_points(positions, "electrode positions")
+    if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
+        raise ValueError(f"max_distance must be a finite positive distance; got {max_distance!r}.")
     dist, idx = cKDTree(torso.vertices).query(p)
     if max_distance is not None and (dist > max_distance).any():
         bad = np.flatnonzero(dist > max_distance)

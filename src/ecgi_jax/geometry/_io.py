@@ -17,7 +17,11 @@ def load_mesh(path, *, validate: bool = True) -> Mesh:
     """Read a triangle surface with meshio (.vtk, .vtu, .ply, .obj, .off, .stl, .msh, …).
 
     Only triangle cells are used; quads or polygons are an error (triangulate them first).
-    Raises ``ValueError`` for unreadable files or files without triangles.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an unreadable, truncated or corrupt file, a file without triangle cells, or
+            a mesh that fails :meth:`Mesh.validate` (the message names the file and the problem).
     """
     import meshio
 
@@ -33,9 +37,12 @@ def load_mesh(path, *, validate: bool = True) -> Mesh:
         kinds = sorted({c.type for c in m.cells})
         raise ValueError(f"Mesh file {path} has no triangle cells (found: {kinds or 'none'}).")
     points = np.asarray(m.points, dtype=np.float64)
-    if points.shape[1] == 2:
+    if points.ndim == 2 and points.shape[1] == 2:
         points = np.column_stack([points, np.zeros(len(points))])
-    return Mesh(points, np.concatenate(tris), validate=validate)
+    try:
+        return Mesh(points, np.concatenate(tris), validate=validate)
+    except ValueError as exc:
+        raise ValueError(f"Mesh file {path} is not a valid triangle surface: {exc}") from exc
 
 
 def atomic_write(path, write_fn) -> Path:
@@ -54,20 +61,51 @@ def atomic_write(path, write_fn) -> Path:
 
 
 def save_mesh(path, mesh: Mesh, point_data: dict | None = None, file_format: str | None = None) -> Path:
-    """Write ``mesh`` (and optional per-vertex arrays) with meshio; format from the suffix."""
+    """Write ``mesh`` (and optional per-vertex arrays) with meshio; format from the suffix.
+
+    The file is written to a temporary name and renamed (:func:`atomic_write`), so a failed write
+    leaves neither a partial file nor a changed old one.
+
+    Raises:
+        TypeError: ``mesh`` is not a :class:`Mesh`.
+        ValueError: a ``point_data`` array whose first axis is not ``n_vertices``, or a suffix
+            meshio does not know (pass ``file_format=``).
+    """
     import meshio
 
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be an ecgi_jax.geometry.Mesh; got {type(mesh).__name__}.")
+    for key, value in (point_data or {}).items():
+        if np.shape(value)[:1] != (mesh.n_vertices,):
+            raise ValueError(
+                f"point_data[{key!r}] has shape {np.shape(value)}; expected ({mesh.n_vertices}, ...) "
+                "(one value per vertex)."
+            )
+    if file_format is None:
+        try:
+            file_format = meshio._helpers._filetypes_from_path(Path(path))[0]
+        except (meshio.ReadError, KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"Cannot tell the mesh format from the file name {Path(path).name!r}; use a known suffix "
+                "(.vtk, .vtu, .ply, .obj, .off, .stl, .msh) or pass file_format=."
+            ) from exc
     out = meshio.Mesh(
         mesh.vertices,
         [("triangle", mesh.triangles.astype(np.int32))],
         point_data={k: np.asarray(v) for k, v in (point_data or {}).items()},
     )
-    fmt = file_format or meshio._helpers._filetypes_from_path(Path(path))[0]
-    return atomic_write(path, lambda tmp: meshio.write(tmp, out, file_format=fmt))
+    return atomic_write(path, lambda tmp: meshio.write(tmp, out, file_format=file_format))
 
 
 def load_mat(path) -> dict[str, np.ndarray]:
-    """Variables of a MATLAB ``.mat`` file (v4–v7.2) as arrays, without MATLAB's ``__`` headers."""
+    """Variables of a MATLAB ``.mat`` file (v4–v7.2) as arrays, without MATLAB's ``__`` headers.
+
+    Parsed by ``scipy.io.loadmat`` (no code is executed). v7.3 files are HDF5 and are not read.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an empty, truncated, corrupt or v7.3 file (the message names the file).
+    """
     import scipy.io
 
     path = Path(path)
@@ -75,6 +113,11 @@ def load_mat(path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"No .mat file at {path}.")
     try:
         data = scipy.io.loadmat(path)
+    except NotImplementedError as exc:  # scipy's answer to v7.3 (HDF5) files
+        raise ValueError(
+            f"Could not read MATLAB file {path}: it is a v7.3 (HDF5) file; re-save it in MATLAB with "
+            "save(..., '-v7') or convert it to .npz."
+        ) from exc
     except Exception as exc:
-        raise ValueError(f"Could not read MATLAB file {path}: {type(exc).__name__}: {exc}") from exc
+        raise ValueError(f"Could not read MATLAB file {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
     return {k: v for k, v in data.items() if not k.startswith("__")}

@@ -16,6 +16,8 @@ __all__ = [
     "adjacency_of",
     "reorient_outward",
     "require_outward",
+    "require_connected",
+    "coincident_vertices",
 ]
 
 
@@ -81,11 +83,15 @@ class Mesh:
 
     Construction validates the mesh and raises ``ValueError`` naming the problem for: wrong shapes,
     NaN/Inf coordinates, out-of-range indices, degenerate triangles (repeated vertex or zero area),
-    duplicate triangles, edges shared by more than two triangles (non-manifold), inconsistent
+    duplicate triangles, edges shared by more than two triangles (non-manifold edges), vertices
+    where two separate fans of triangles touch (non-manifold "bow-tie" vertices), inconsistent
     orientation (two neighbouring triangles traverse their shared edge in the same direction) and
     vertices no triangle uses. Orientation *direction* (inward/outward) is not enforced here, so that
     inward-facing meshes (e.g. SCIRun's tank) can be loaded and then fixed with
     :func:`reorient_outward`; the BEM refuses them via :func:`require_outward`.
+
+    Several connected components are allowed here (e.g. two lungs in one file); the BEM refuses
+    them via :func:`require_connected`.
 
     Pass ``validate=False`` only for meshes you are about to repair.
     """
@@ -226,6 +232,13 @@ class Mesh:
                 f"Mesh orientation is inconsistent: {int((dcount > 1).sum())} edge(s) are traversed "
                 "in the same direction by both neighbouring triangles (some normals are flipped)."
             )
+        bowtie = _nonmanifold_vertices(t, self.n_vertices)
+        if bowtie.size:
+            raise ValueError(
+                f"Mesh is non-manifold at {bowtie.size} vertex/vertices where separate fans of "
+                f"triangles touch only at the vertex (first: {bowtie[:5].tolist()}). Split those "
+                "vertices (one copy per fan) or remove the extra sheet."
+            )
         used = np.zeros(self.n_vertices, dtype=bool)
         used[t.ravel()] = True
         if not used.all():
@@ -251,6 +264,74 @@ class Mesh:
         return f"Mesh({self.n_vertices} vertices, {self.n_triangles} triangles, {kind})"
 
 
+def _nonmanifold_vertices(triangles: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Vertices whose incident triangles form more than one edge-connected fan (sorted).
+
+    Corners ``(triangle, k)`` are graph nodes; the two corners of a vertex in two triangles that
+    share an edge through it are linked. A manifold vertex has all its corners in one component.
+    Assumes every edge has at most two triangles (checked before).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    t = triangles
+    f = t.shape[0]
+    k = np.tile(np.arange(3), f)
+    face = np.repeat(np.arange(f), 3)
+    a, b = t[face, k], t[face, (k + 1) % 3]  # half-edge a -> b of triangle `face`
+    key = np.sort(np.stack([a, b], axis=1), axis=1)
+    order = np.lexsort((key[:, 1], key[:, 0]))
+    ks = key[order]
+    pair = np.flatnonzero((ks[1:] == ks[:-1]).all(axis=1))
+    h1, h2 = order[pair], order[pair + 1]  # half-edges of the same undirected edge
+    same = a[h1] == a[h2]
+    c1a, c1b = 3 * face[h1] + k[h1], 3 * face[h1] + (k[h1] + 1) % 3
+    c2a = np.where(same, 3 * face[h2] + k[h2], 3 * face[h2] + (k[h2] + 1) % 3)
+    c2b = np.where(same, 3 * face[h2] + (k[h2] + 1) % 3, 3 * face[h2] + k[h2])
+    rows, cols = np.concatenate([c1a, c1b]), np.concatenate([c2a, c2b])
+    g = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(3 * f, 3 * f))
+    _, comp = connected_components(g, directed=False)
+    vert = t.reshape(-1)
+    fans = np.unique(np.stack([vert, comp], axis=1), axis=0)[:, 0]
+    counts = np.bincount(fans, minlength=n_vertices)
+    return np.flatnonzero(counts > 1)
+
+
+def coincident_vertices(mesh: Mesh, tol: float = 1e-9) -> np.ndarray:
+    """Pairs ``(P, 2)`` of distinct vertices closer than ``tol`` times the mean edge length.
+
+    Duplicated vertices (e.g. from a triangle-soup format) leave cracks: the surface looks closed
+    but has boundary edges. Merge them before building operators.
+    """
+    from scipy.spatial import cKDTree
+
+    r = tol * max(mesh.mean_edge_length, np.finfo(float).tiny)
+    pairs = cKDTree(mesh.vertices).query_pairs(r, output_type="ndarray")
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def require_connected(mesh: Mesh, name: str = "mesh") -> Mesh:
+    """Raise ``ValueError`` unless ``mesh`` is a single connected surface.
+
+    The BEM models one heart surface and one torso surface; a second component (a stray shell, a
+    second organ in the same file) would silently become part of the boundary.
+    """
+    n = mesh.n_components()
+    if n != 1:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        e = mesh.edges
+        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(mesh.n_vertices,) * 2)
+        sizes = np.bincount(connected_components(g, directed=False)[1])
+        raise ValueError(
+            f"{name} has {n} disconnected components (vertex counts {sorted(sizes.tolist(), reverse=True)[:8]}); "
+            "expected one connected surface. Keep the component you mean (or pass each surface "
+            "separately)."
+        )
+    return mesh
+
+
 def reorient_outward(mesh: Mesh) -> Mesh:
     """Return ``mesh`` with outward normals (flips it if its signed volume is negative).
 
@@ -264,8 +345,15 @@ def reorient_outward(mesh: Mesh) -> Mesh:
 def require_outward(mesh: Mesh, name: str = "mesh") -> Mesh:
     """Raise ``ValueError`` unless ``mesh`` is closed with outward-facing normals."""
     if not mesh.is_closed:
+        dup = coincident_vertices(mesh)
+        hint = (
+            f" It has {len(dup)} pair(s) of coincident vertices (first: {dup[0].tolist()}): merge "
+            "duplicated vertices to close the cracks."
+            if len(dup)
+            else " Fill the holes (or close the open rim) first."
+        )
         raise ValueError(
-            f"{name} must be a closed surface; it has {mesh.boundary_edges.shape[0]} boundary edges."
+            f"{name} must be a closed surface; it has {mesh.boundary_edges.shape[0]} boundary edges.{hint}"
         )
     if mesh.signed_volume <= 0:
         raise ValueError(

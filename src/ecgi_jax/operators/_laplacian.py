@@ -24,10 +24,32 @@ __all__ = [
 ]
 
 
-def _csr(adjacency) -> tuple[np.ndarray, np.ndarray]:
-    indptr, indices = (np.asarray(a, dtype=np.int64) for a in adjacency)
-    if indptr.ndim != 1 or indices.ndim != 1 or indptr[-1] != indices.size:
+def _csr(adjacency, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validated CSR adjacency ``(indptr, indices)``; ``n_vertices`` (if given) must match."""
+    try:
+        indptr, indices = (np.asarray(a) for a in adjacency)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "adjacency must be a pair (indptr, indices) of CSR arrays, e.g. mesh.adjacency."
+        ) from None
+    for arr, name in ((indptr, "indptr"), (indices, "indices")):
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"adjacency {name} must be integers; got dtype {arr.dtype}.")
+    indptr, indices = indptr.astype(np.int64), indices.astype(np.int64)
+    if indptr.ndim != 1 or indices.ndim != 1 or indptr.size == 0 or indptr[-1] != indices.size:
         raise ValueError("adjacency must be CSR arrays (indptr, indices) with indptr[-1] == len(indices).")
+    if indptr[0] != 0 or (np.diff(indptr) < 0).any():
+        raise ValueError("adjacency indptr must start at 0 and be non-decreasing (CSR row pointers).")
+    n = indptr.size - 1
+    if n_vertices is not None and n != n_vertices:
+        raise ValueError(f"adjacency describes {n} nodes but there are {n_vertices} vertices; build both from the same mesh.")
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise ValueError(
+            f"adjacency indices must lie in [0, {n - 1}]; found range [{indices.min()}, {indices.max()}] "
+            "(1-based indices? subtract 1)."
+        )
+    if (indices == np.repeat(np.arange(n), np.diff(indptr))).any():
+        raise ValueError("adjacency lists a node as its own neighbour (self-loop); remove the diagonal.")
     return indptr, indices
 
 
@@ -83,7 +105,7 @@ def huiskamp_laplacian(vertices, adjacency, dtype=None) -> SparseOperator:
     surface", J. Comput. Phys. 95:477–496 (1991).
     """
     v = _check_vertices(vertices)
-    indptr, indices = _csr(adjacency)
+    indptr, indices = _csr(adjacency, len(v))
     n_ring = np.diff(indptr)
     if (n_ring == 0).any():
         raise ValueError(f"huiskamp_laplacian: node(s) {np.flatnonzero(n_ring == 0)[:5].tolist()} have no neighbours.")
@@ -104,9 +126,20 @@ def graph_laplacian(adjacency, dtype=None, normalized: bool = False) -> SparseOp
     indptr, indices = _csr(adjacency)
     rows = _rows_of(indptr)
     w = np.ones(len(indices))
+    if normalized and (np.diff(indptr) == 0).any():
+        raise ValueError(
+            f"graph_laplacian(normalized=True): node(s) {np.flatnonzero(np.diff(indptr) == 0)[:5].tolist()} "
+            "have no neighbours (division by a zero degree); remove isolated nodes or use normalized=False."
+        )
     if normalized:
         w = w / np.diff(indptr)[rows]
     return SparseOperator.from_scipy(_with_diagonal(rows, indices, w, len(indptr) - 1), dtype=dtype)
+
+
+def _check_mesh(mesh) -> Mesh:
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be an ecgi_jax.geometry.Mesh (triangles are needed); got {type(mesh).__name__}.")
+    return mesh
 
 
 def cotangent_stiffness_mass(mesh: Mesh) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -115,7 +148,7 @@ def cotangent_stiffness_mass(mesh: Mesh) -> tuple[sp.csr_matrix, np.ndarray]:
     ``C_ij = (cot α_ij + cot β_ij) / 2`` for each edge, so that ``uᵀ(−C)u = ∫|∇u|²`` for the
     piecewise-linear interpolant. Masses are one third of the areas of the incident triangles.
     """
-    t = mesh.triangles
+    t = _check_mesh(mesh).triangles
     c = mesh.corners
     rows, cols, w = [], [], []
     for k in range(3):
@@ -139,6 +172,11 @@ def cotangent_laplacian(mesh: Mesh, dtype=None) -> SparseOperator:
     Use :func:`cotangent_stiffness_mass` for the symmetric pair.
     """
     stiffness, mass = cotangent_stiffness_mass(mesh)
+    if (mass <= 0).any():
+        raise ValueError(
+            f"cotangent_laplacian: {int((mass <= 0).sum())} vertices belong to no triangle (zero mass); "
+            "remove unreferenced vertices (Mesh(...) with validate=True reports them)."
+        )
     return SparseOperator.from_scipy(sp.diags(1.0 / mass) @ stiffness, dtype=dtype)
 
 
@@ -149,7 +187,7 @@ def surface_gradient(mesh: Mesh, area_weighted: bool = True, dtype=None) -> Spar
     is scaled by ``sqrt(area_f)`` so that ``‖G u‖² = ∫_S |∇u|² dA`` — the first-order Tikhonov
     seminorm.
     """
-    t = mesh.triangles
+    t = _check_mesh(mesh).triangles
     c = mesh.corners
     n = mesh.face_cross
     two_area = np.linalg.norm(n, axis=1)
@@ -176,11 +214,13 @@ def edge_gradient(vertices, adjacency, dtype=None) -> SparseOperator:
     A first-order operator needing no triangles (e.g. for the P-DL geometry, shipped without them).
     """
     v = _check_vertices(vertices)
-    indptr, indices = _csr(adjacency)
+    indptr, indices = _csr(adjacency, len(v))
     rows = _rows_of(indptr)
     keep = rows < indices
     i, j = rows[keep], indices[keep]
     h = np.linalg.norm(v[j] - v[i], axis=1)
+    if (h <= 0).any():
+        raise ValueError("edge_gradient: coincident neighbouring nodes (zero edge length); merge duplicated vertices.")
     e = np.arange(len(i))
     m = sp.csr_matrix(
         (np.concatenate([-1.0 / h, 1.0 / h]), (np.concatenate([e, e]), np.concatenate([i, j]))),

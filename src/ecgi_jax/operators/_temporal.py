@@ -26,6 +26,15 @@ def fd_weights(offsets, derivative: int) -> np.ndarray:
     polynomials of degree ``len(offsets) − 1``.
     """
     o = np.asarray(offsets, dtype=np.float64)
+    if o.ndim != 1 or not np.isfinite(o).all():
+        raise ValueError(f"offsets must be a finite 1-D array; got shape {o.shape}.")
+    if len(np.unique(o)) != len(o):
+        raise ValueError(f"offsets must be distinct (a repeated sample point makes the Taylor system singular); got {o.tolist()}.")
+    if not (isinstance(derivative, (int, np.integer)) and 0 <= derivative < len(o)):
+        raise ValueError(
+            f"derivative must be an integer in [0, {len(o) - 1}] for {len(o)} offsets (need more points "
+            f"than the derivative order); got {derivative!r}."
+        )
     p = np.arange(len(o))
     vander = o[None, :] ** p[:, None]
     rhs = np.zeros(len(o))
@@ -97,10 +106,11 @@ def time_derivative(x, dt, *, derivative: int = 1, order: int = 4, mode: str = "
     if n_t < need:
         raise ValueError(
             f"time_derivative (derivative={derivative}, order={order}, mode={mode!r}) needs at least "
-            f"{need} time samples; got {n_t}."
+            f"{need} time samples; got {n_t}. Use more samples or a lower order (order=2 needs "
+            f"{min_samples(derivative, 2)})."
         )
-    if isinstance(dt, (int, float)) and not dt > 0:
-        raise ValueError(f"dt must be positive; got {dt}.")
+    if isinstance(dt, (int, float)) and not (dt > 0 and np.isfinite(dt)):
+        raise ValueError(f"dt must be positive and finite (sample spacing); got {dt}.")
     scale = 1.0 / jnp.asarray(dt, x.dtype) ** derivative
     interior = sum(
         float(w) * x[..., r + o : n_t - r + o] for o, w in zip(st.offsets, st.weights) if w != 0.0
@@ -115,13 +125,15 @@ def time_derivative(x, dt, *, derivative: int = 1, order: int = 4, mode: str = "
 def difference_matrix(n_samples: int, dt: float, *, derivative: int = 1, order: int = 4) -> np.ndarray:
     """The ``(T, T)`` matrix ``D`` with ``x @ D.T == time_derivative(x, dt, ...)`` (float64 numpy)."""
     st = stencil(derivative, order)
+    if not isinstance(n_samples, (int, np.integer)):
+        raise TypeError(f"n_samples must be an integer; got {type(n_samples).__name__}.")
     if n_samples < st.width:
         raise ValueError(
             f"difference_matrix (derivative={derivative}, order={order}) needs at least {st.width} "
-            f"time samples; got {n_samples}."
+            f"time samples; got {n_samples}. Use more samples or a lower order."
         )
-    if not dt > 0:
-        raise ValueError(f"dt must be positive; got {dt}.")
+    if not (dt > 0 and np.isfinite(dt)):
+        raise ValueError(f"dt must be positive and finite (sample spacing); got {dt}.")
     r = st.radius
     d = np.zeros((n_samples, n_samples))
     for i in range(r, n_samples - r):
