@@ -1,0 +1,78 @@
+"""``solve()`` entry of the activation-based inverse: ``"activation-based"``."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from ..._solve import Solution, register_method
+from ...operators import as_dense
+from ._activation_inverse import fit_activation_times, upstroke
+
+
+def solve_activation_based(
+    Y,
+    A,
+    *,
+    laplacian=None,
+    dt: float = 1.0,
+    width: float = 3.0,
+    width_start: float | None = None,
+    lam: float = 1e-3,
+    tau0=None,
+    max_iter: int = 30,
+    stages: int = 4,
+) -> Solution:
+    """Activation times ``tau`` fitted by Levenberg-Marquardt with a tanh upstroke model.
+
+    Minimises ``||Y - A U(tau)||^2 + lam ||L tau||^2`` with ``U_i(t) = (1 + tanh((t - tau_i)/width))/2``
+    (see :mod:`ecgi_jax.solvers.activation._activation_inverse`).
+
+    Options:
+        laplacian: ``(N, N)`` operator (dense, scipy sparse or SparseOperator) for ``L``; ``None``:
+            no spatial regularisation. dt: sampling step (``t = dt * arange(T)``).
+        width: upstroke width (units of ``dt``). width_start: first continuation width (default
+            ``T * dt / 8``, at least ``width``). lam: weight of ``||L tau||^2``.
+        tau0: ``(N,)`` start times (default: the middle of the recording for every node).
+        max_iter: LM iterations per continuation stage. stages: number of widths.
+
+    Returns a :class:`Solution` with ``potentials = U(tau)`` ``(N, T)`` and diagnostics
+    ``activation_times (N,)``, ``stage_costs``, ``misfit`` (``||Y - A U||^2 / ||Y||^2``).
+
+    Raises ValueError for ``width <= 0``, ``width_start < width``, ``lam < 0``, a ``tau0`` of the
+    wrong shape, ``max_iter < 1`` or ``stages < 1``.
+    """
+    n, n_t = A.shape[1], Y.shape[1]
+    dtype = jnp.result_type(Y, A, float)
+    if not width > 0:
+        raise ValueError(f"width must be > 0; got {width}.")
+    ws = max(n_t * dt / 8.0, width) if width_start is None else width_start
+    if not ws >= width:
+        raise ValueError(f"width_start ({ws}) must be >= width ({width}).")
+    if not lam >= 0:
+        raise ValueError(f"lam must be >= 0; got {lam}.")
+    if int(max_iter) < 1 or int(stages) < 1:
+        raise ValueError(f"max_iter and stages must be >= 1; got {max_iter}, {stages}.")
+    L = jnp.zeros((1, n), dtype) if laplacian is None else jnp.asarray(as_dense(laplacian), dtype)
+    t = jnp.arange(n_t, dtype=dtype) * dt
+    if tau0 is None:
+        start = jnp.full((n,), 0.5 * (n_t - 1) * dt, dtype)
+    else:
+        start = jnp.asarray(tau0, dtype)
+        if start.shape != (n,):
+            raise ValueError(f"tau0 must have shape ({n},) (one time per heart node); got {start.shape}.")
+    tau, costs = fit_activation_times(
+        Y, A, L, t, start, jnp.asarray(width, dtype), jnp.asarray(ws, dtype), jnp.asarray(lam, dtype),
+        max_iter=int(max_iter), stages=int(stages),
+    )
+    U = upstroke(tau, t, width)
+    misfit = jnp.sum((Y - jnp.matmul(A, U, precision="highest")) ** 2) / jnp.sum(Y**2)
+    options = dict(laplacian=None if laplacian is None else "<given>", dt=dt, width=width, width_start=ws, lam=lam,
+                   tau0=None if tau0 is None else "<given>", max_iter=max_iter, stages=stages)
+    return Solution(U, "activation-based", dict(activation_times=tau, stage_costs=costs, misfit=misfit), options)
+
+
+register_method(
+    "activation-based",
+    solve_activation_based,
+    "activation times as unknowns of a tanh upstroke, Levenberg-Marquardt with ||L tau||^2",
+)
