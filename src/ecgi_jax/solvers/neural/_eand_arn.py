@@ -23,7 +23,10 @@ from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
 from ._networks import AdaptiveResNet, PDLNet
 from ._train import TrainConfig, TrainState, make_optimizer, make_step, run_training
 
-__all__ = ["EANDARNConfig", "NeuralFit", "recovery_from_potential", "build_model", "start_solution", "eand_arn"]
+__all__ = [
+    "EANDARNConfig", "NeuralFit", "EANDARNSetup", "recovery_from_potential", "build_model", "start_solution",
+    "setup_eand_arn", "make_eand_arn_step", "make_fields", "eand_arn", "eand_arn_batch",
+]
 
 
 INITS = ("residual", "head", "random")
@@ -200,33 +203,24 @@ def start_solution(
     raise ValueError(f"start must be one of {STARTS} or an (n, t) array; got {kind!r}.")
 
 
-def eand_arn(
-    Y,
-    A,
-    *,
-    laplacian: SparseOperator,
-    dt: float,
-    vertices=None,
-    adjacency=None,
-    config: EANDARNConfig = EANDARNConfig(),
-    train: TrainConfig = TrainConfig(),
-    ap_params: APParams = APParams(),
-    key=None,
-    start="pacing",
-    truth=None,
-) -> NeuralFit:
-    """Fit EAND-ARN to one recording. See :func:`ecgi_jax.solve` (``method="eand-arn"``).
+class EANDARNSetup(NamedTuple):
+    """One problem ready to train (:func:`setup_eand_arn`); the arrays form pytrees that
+    :func:`eand_arn_batch` stacks along a batch axis."""
 
-    Args:
-        Y: body potentials ``(m, t)``; A: transfer matrix ``(m, n)``; laplacian: ``(n, n)``.
-        dt: sample spacing (AP time units).
-        vertices: node coordinates ``(n, 3)`` (coordinate mode; spreads pacing candidates).
-        adjacency: CSR ``(indptr, indices)``; default: the Laplacian's sparsity pattern.
-        start: ``"pacing"`` (best single-site AP beat), ``"tikhonov"`` (2nd-order Tikhonov,
-            L-curve λ), an ``(n, t)`` array of u (v is integrated from it), or a ``(U0, V0)``
-            pair. Ignored with ``config.init="random"``.
-        truth: optional ground truth ``(n, t)``, only to log the relative error per chunk.
-    """
+    state: TrainState
+    problem: InverseProblem
+    key: jax.Array  # the training loop's key
+    graphdef: object  # static network structure (equal for problems of equal shapes and config)
+    info: dict  # how the start solution was obtained
+
+
+def setup_eand_arn(
+    Y, A, *, laplacian: SparseOperator, dt: float, vertices=None, adjacency=None,
+    config: EANDARNConfig = EANDARNConfig(), train: TrainConfig = TrainConfig(),
+    ap_params: APParams = APParams(), key=None, start="pacing",
+) -> EANDARNSetup:
+    """Everything before training, for one problem: inputs, start solution, network initialisation
+    and optimizer state. Arguments as :func:`eand_arn`."""
     cfg = config.validate()
     train.validate()
     ap_params.validate()
@@ -270,33 +264,177 @@ def eand_arn(
         model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
     graphdef, net_params, fixed = nnx.split(model, nnx.Param, ...)
 
-    weights = jnp.asarray(cfg.weights, dtype)
     params = {"net": net_params, "fixed": fixed}
     if cfg.learnable_weights:
         params["log_sigma"] = jnp.zeros(len(TERMS), dtype)
+    optimizer = make_optimizer(train)
+    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), jnp.asarray(jnp.inf, dtype))
+    return EANDARNSetup(state, problem, k_train, graphdef, info_start)
+
+
+def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t: int, dtype):
+    """The pure training step ``step(state, problem, key)`` of one problem (see :func:`make_step`);
+    only the static network structure and settings are closed over, so it vmaps over problems."""
+    cfg = config
+    weights = jnp.asarray(cfg.weights, dtype)
 
     def loss_fn(p, problem, t_idx):
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
         terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
         return combine_terms(terms, weights, p.get("log_sigma")), terms
 
-    optimizer = make_optimizer(train)
-    step = make_step(loss_fn, optimizer, _sampler(cfg, n_t))
-    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), jnp.asarray(jnp.inf, dtype))
+    return make_step(loss_fn, make_optimizer(train), _sampler(cfg, n_t))
 
+
+def make_fields(graphdef, config: EANDARNConfig, n_t: int):
+    """``fields(params, problem) -> (U, V)`` on every time sample (pure; jit or vmap it)."""
     full_idx = jnp.arange(n_t)
 
-    @jax.jit
     def fields(p, problem):
-        return evaluate_fields(graphdef, (p["net"], p["fixed"]), problem.inputs, full_idx, cfg.mode)
+        return evaluate_fields(graphdef, (p["net"], p["fixed"]), problem.inputs, full_idx, config.mode)
+
+    return fields
+
+
+def _neural_fit(U, V, params, graphdef, history, info, info_start) -> NeuralFit:
+    model = nnx.merge(graphdef, params["net"], params["fixed"])
+    info["alpha"] = [float(b.alpha[...]) for b in getattr(model, "blocks", ()) if b.adaptive]
+    info.update(info_start)
+    return NeuralFit(U, V, params, graphdef, history, info)
+
+
+def eand_arn(
+    Y,
+    A,
+    *,
+    laplacian: SparseOperator,
+    dt: float,
+    vertices=None,
+    adjacency=None,
+    config: EANDARNConfig = EANDARNConfig(),
+    train: TrainConfig = TrainConfig(),
+    ap_params: APParams = APParams(),
+    key=None,
+    start="pacing",
+    truth=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
+) -> NeuralFit:
+    """Fit EAND-ARN to one recording. See :func:`ecgi_jax.solve` (``method="eand-arn"``).
+
+    Args:
+        Y: body potentials ``(m, t)``; A: transfer matrix ``(m, n)``; laplacian: ``(n, n)``.
+        dt: sample spacing (AP time units).
+        vertices: node coordinates ``(n, 3)`` (coordinate mode; spreads pacing candidates).
+        adjacency: CSR ``(indptr, indices)``; default: the Laplacian's sparsity pattern.
+        start: ``"pacing"`` (best single-site AP beat), ``"tikhonov"`` (2nd-order Tikhonov,
+            L-curve λ), an ``(n, t)`` array of u (v is integrated from it), or a ``(U0, V0)``
+            pair. Ignored with ``config.init="random"``.
+        truth: optional ground truth ``(n, t)``, only to log the relative error per chunk.
+        checkpoint_dir, checkpoint_every: save the training state every ``checkpoint_every``
+            chunks and resume from an existing checkpoint of the same run (see
+            :func:`~ecgi_jax.solvers.neural.run_training`); ``None``: no checkpoints.
+    """
+    setup = setup_eand_arn(
+        Y, A, laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, config=config, train=train,
+        ap_params=ap_params, key=key, start=start,
+    )
+    problem, graphdef = setup.problem, setup.graphdef
+    n_t, dtype = problem.Y.shape[1], problem.Y.dtype
+    step = make_eand_arn_step(graphdef, config, train, n_t, dtype)
+    fields = jax.jit(make_fields(graphdef, config, n_t))
 
     monitor = None
     if truth is not None:
         truth = jnp.asarray(truth, dtype)
         monitor = lambda s: {"rel_error": jnp.linalg.norm(fields(s.params, problem)[0] - truth) / jnp.linalg.norm(truth)}
-    state, history, info = run_training(step, state, problem, k_train, train, names=TERMS, monitor=monitor)
+    state, history, info = run_training(
+        step, setup.state, problem, setup.key, train, names=TERMS, monitor=monitor,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+    )
     U, V = fields(state.params, problem)
-    model = nnx.merge(graphdef, state.params["net"], state.params["fixed"])
-    info["alpha"] = [float(b.alpha[...]) for b in getattr(model, "blocks", ()) if b.adaptive]
-    info.update(info_start)
-    return NeuralFit(U, V, state.params, graphdef, history, info)
+    return _neural_fit(U, V, state.params, graphdef, history, info, setup.info)
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def eand_arn_batch(
+    Ys,
+    As,
+    *,
+    laplacian: SparseOperator,
+    dt: float,
+    vertices=None,
+    adjacency=None,
+    config: EANDARNConfig = EANDARNConfig(),
+    train: TrainConfig = TrainConfig(),
+    ap_params: APParams = APParams(),
+    keys=None,
+    starts=None,
+    truths=None,
+    place=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
+) -> list[NeuralFit]:
+    """Fit EAND-ARN to ``B`` recordings at once: one ``jax.vmap``-ed training step over the stacked
+    parameters, optimizer states and problems (see ``run_training(..., batched=True)``).
+
+    Each result equals ``eand_arn(Ys[b], As[b], key=keys[b], start=starts[b], truth=truths[b], ...)``
+    up to float rounding (batched matrix products may round differently).
+
+    Args:
+        Ys: ``B`` body-potential arrays ``(m, t)`` (a sequence or a ``(B, m, t)`` array).
+        As: ``B`` transfer matrices ``(m, n)`` (the same matrix may repeat).
+        keys: ``B`` PRNG keys, or ``None`` (every problem uses :func:`eand_arn`'s default key).
+        starts: ``B`` start specifications (see :func:`eand_arn`), or ``None`` (``"pacing"``);
+            start solutions are computed problem by problem (the pacing search is a host loop).
+        truths: ``B`` ground truths ``(n, t)`` for the per-chunk error, or ``None``.
+        place: optional ``place(tree) -> tree`` applied to every stacked pytree before training
+            (e.g. pad the batch and shard it over devices); results beyond ``B`` are dropped.
+        Other arguments as :func:`eand_arn` (shared by every problem).
+    """
+    n_problems = len(Ys)
+    keys = [None] * n_problems if keys is None else list(keys)
+    starts = ["pacing"] * n_problems if starts is None else list(starts)
+    if len(As) != n_problems or len(keys) != n_problems or len(starts) != n_problems:
+        raise ValueError(
+            f"got {n_problems} Y's but {len(As)} A's, {len(keys)} keys and {len(starts)} starts: give one per problem."
+        )
+    setups = [
+        setup_eand_arn(
+            y, a, laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, config=config, train=train,
+            ap_params=ap_params, key=k, start=s,
+        )
+        for y, a, k, s in zip(Ys, As, keys, starts)
+    ]
+    graphdef = setups[0].graphdef
+    if any(s.graphdef != graphdef for s in setups[1:]):
+        raise ValueError("all problems of a batch must have the same shapes (m, n, t) and network settings.")
+    place = (lambda tree: tree) if place is None else place
+    state, problem, key = place((_stack([s.state for s in setups]), _stack([s.problem for s in setups]), _stack([s.key for s in setups])))
+    n_t, dtype = setups[0].problem.Y.shape[1], setups[0].problem.Y.dtype
+    step = make_eand_arn_step(graphdef, config, train, n_t, dtype)
+    fields = jax.jit(jax.vmap(make_fields(graphdef, config, n_t)))
+
+    monitor = None
+    if truths is not None:
+        if len(truths) != n_problems:
+            raise ValueError(f"got {len(truths)} truths for {n_problems} problems.")
+        truth = place(jnp.stack([jnp.asarray(t, dtype) for t in truths]))
+
+        def monitor(s):
+            err = jnp.linalg.norm(fields(s.params, problem)[0] - truth, axis=(1, 2)) / jnp.linalg.norm(truth, axis=(1, 2))
+            return {"rel_error": err}
+
+    state, histories, infos = run_training(
+        step, state, problem, key, train, names=TERMS, monitor=monitor, batched=True,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+    )
+    U, V = fields(state.params, problem)
+    fits = []
+    for b in range(n_problems):
+        params = jax.tree.map(lambda x: x[b], state.params)
+        fits.append(_neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info))
+    return fits

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
+from ..._batch import register_batch_method
 from ..._solve import Solution, register_method
 from ...ep import APParams
-from ._eand_arn import EANDARNConfig, eand_arn
+from ._eand_arn import EANDARNConfig, eand_arn, eand_arn_batch
 from ._train import TrainConfig
 
 
@@ -23,10 +26,41 @@ def _recorded(options: dict, arrays) -> dict:
     return options
 
 
+def _defaults(fn) -> dict:
+    """Keyword options of a ``solve_*`` function with their defaults."""
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
+
+
 def _solution(fit, name, options):
     diagnostics = {k: v for k, v in fit.info.items()}
     diagnostics["final_loss"] = fit.history["loss"][-1] if fit.history["loss"] else float("nan")
     return Solution(fit.U, name, diagnostics, options, recovery=fit.V, history=fit.history)
+
+
+def _eand_arn_settings(o: dict):
+    """``(config, train, shared keyword arguments of eand_arn)`` from the options of :func:`solve_eand_arn`."""
+    cfg = EANDARNConfig(
+        mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
+        activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], order=o["order"],
+        derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
+        learnable_weights=o["learnable_weights"], init=o["init"],
+    )
+    train = TrainConfig(
+        steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
+    )
+    shared = dict(
+        laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], adjacency=o["adjacency"],
+        ap_params=o["ap_params"], checkpoint_dir=o["checkpoint_dir"], checkpoint_every=o["checkpoint_every"],
+    )
+    return cfg, train, shared
+
+
+def _record_eand_arn(o: dict) -> dict:
+    options = _recorded(o, ("laplacian", "vertices", "adjacency", "truth", "key"))
+    start = o["start"]
+    if isinstance(start, (tuple, list)) or hasattr(start, "shape"):
+        options["start"] = "<given>"
+    return options
 
 
 def solve_eand_arn(
@@ -58,22 +92,64 @@ def solve_eand_arn(
     key=None,
     truth=None,
     progress: bool = True,
+    chunk: int = 100,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
 ) -> Solution:
-    options = _recorded(locals(), ("laplacian", "vertices", "adjacency", "truth", "key"))
-    if isinstance(start, (tuple, list)) or hasattr(start, "shape"):
-        options["start"] = "<given>"
-    cfg = EANDARNConfig(
-        mode=mode, width=width, n_blocks=n_blocks, block_depth=block_depth, activation=activation,
-        fourier_features=fourier_features, adaptive=adaptive, order=order, derivative=derivative,
-        windows=windows, weights=tuple(float(w) for w in weights), learnable_weights=learnable_weights, init=init,
-    )
-    train = TrainConfig(steps=steps, learning_rate=learning_rate, patience=patience, progress=progress)
-    lap = _require_laplacian(laplacian)
-    fit = eand_arn(
-        Y, A, laplacian=lap, dt=dt, vertices=vertices, adjacency=adjacency, config=cfg, train=train,
-        ap_params=ap_params, key=key, start=start, truth=truth,
-    )
+    """EAND-ARN (see :func:`~ecgi_jax.solvers.neural.eand_arn`). ``chunk``: optimizer steps per
+    jitted call; ``checkpoint_dir``: save the training state every ``checkpoint_every`` chunks
+    and resume from a checkpoint of the same run found there (bit-identical to an uninterrupted
+    run; a folder holding another run's checkpoint is refused)."""
+    o = dict(locals())
+    options = _record_eand_arn(o)
+    cfg, train, shared = _eand_arn_settings(o)
+    fit = eand_arn(Y, A, config=cfg, train=train, key=key, start=start, truth=truth, **shared)
     return _solution(fit, "eand-arn", options)
+
+
+def _per_problem_starts(start, n_problems):
+    """A shared start name, or per-problem starts: a ``(B, n, t)`` array of u or a pair of them."""
+    if isinstance(start, str):
+        return [start] * n_problems
+    if isinstance(start, tuple):
+        U0s, V0s = start
+        return [(u, v) for u, v in zip(U0s, V0s, strict=True)]
+    return list(start)
+
+
+def batch_eand_arn(Y, A, *, keys=None, place=None, replicate=None, **options) -> list[Solution]:
+    """EAND-ARN for a batch (see :func:`ecgi_jax.solve_batch`): ``Y (B, m, t)``, ``A (B, m, n)``
+    or shared ``(m, n)``; ``truth`` is ``(B, n, t)``; ``start`` a name or per-problem starts."""
+    o = {**_defaults(solve_eand_arn), **options}
+    if o["key"] is not None:
+        raise TypeError("solve_batch takes per-problem keys through keys=, not key=.")
+    cfg, train, shared = _eand_arn_settings(o)
+    As = [A] * len(Y) if A.ndim == 2 else list(A)
+    fits = eand_arn_batch(
+        list(Y), As, config=cfg, train=train, keys=keys, starts=_per_problem_starts(o["start"], len(Y)),
+        truths=o["truth"], place=place, **shared,
+    )
+    options = _record_eand_arn(o)
+    return [_solution(f, "eand-arn", {**options, "key": None if keys is None else "<given>"}) for f in fits]
+
+
+def _pdl_settings(o: dict):
+    cfg = EANDARNConfig(
+        mode="coordinate", architecture="pdl-mlp", width=o["width"], n_blocks=o["n_layers"], derivative="autodiff",
+        windows=o["collocation"], weights=(1.0, 1.0, 1.0, 0.0, 0.0), learnable_weights=True, init="random",
+    )
+    steps = o["steps"]
+    train = TrainConfig(
+        steps=steps, learning_rate=o["learning_rate"], decay_rate=0.9, decay_steps=max(steps // 30, 1),
+        schedule="pdl", grad_clip=None, progress=o["progress"], chunk=o["chunk"],
+    )
+    if o["vertices"] is None:
+        raise ValueError("method 'pdl' maps node coordinates to (u, v): pass vertices=(n, 3).")
+    shared = dict(
+        laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], ap_params=o["ap_params"],
+        checkpoint_dir=o["checkpoint_dir"], checkpoint_every=o["checkpoint_every"],
+    )
+    return cfg, train, shared
 
 
 def solve_pdl(
@@ -92,25 +168,30 @@ def solve_pdl(
     key=None,
     truth=None,
     progress: bool = True,
+    chunk: int = 100,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
 ) -> Solution:
     """P-DL (Xie & Yao): coordinate MLP, autodiff in time at random collocation times."""
-    options = _recorded(locals(), ("laplacian", "vertices", "truth", "key"))
-    if vertices is None:
-        raise ValueError("method 'pdl' maps node coordinates to (u, v): pass vertices=(n, 3).")
-    cfg = EANDARNConfig(
-        mode="coordinate", architecture="pdl-mlp", width=width, n_blocks=n_layers, derivative="autodiff",
-        windows=collocation, weights=(1.0, 1.0, 1.0, 0.0, 0.0), learnable_weights=True, init="random",
-    )
-    train = TrainConfig(
-        steps=steps, learning_rate=learning_rate, decay_rate=0.9, decay_steps=max(steps // 30, 1),
-        schedule="pdl", grad_clip=None, progress=progress,
-    )
-    lap = _require_laplacian(laplacian)
-    fit = eand_arn(
-        Y, A, laplacian=lap, dt=dt, vertices=vertices, config=cfg, train=train, ap_params=ap_params,
-        key=key, truth=truth,
-    )
+    o = dict(locals())
+    options = _recorded(o, ("laplacian", "vertices", "truth", "key"))
+    cfg, train, shared = _pdl_settings(o)
+    fit = eand_arn(Y, A, config=cfg, train=train, key=key, truth=truth, **shared)
     return _solution(fit, "pdl", options)
+
+
+def batch_pdl(Y, A, *, keys=None, place=None, replicate=None, **options) -> list[Solution]:
+    """P-DL for a batch (see :func:`ecgi_jax.solve_batch`); ``truth`` is ``(B, n, t)``."""
+    o = {**_defaults(solve_pdl), **options}
+    if o["key"] is not None:
+        raise TypeError("solve_batch takes per-problem keys through keys=, not key=.")
+    cfg, train, shared = _pdl_settings(o)
+    As = [A] * len(Y) if A.ndim == 2 else list(A)
+    fits = eand_arn_batch(
+        list(Y), As, config=cfg, train=train, keys=keys, truths=o["truth"], place=place, **shared,
+    )
+    options = _recorded(o, ("laplacian", "vertices", "truth", "key"))
+    return [_solution(f, "pdl", {**options, "key": None if keys is None else "<given>"}) for f in fits]
 
 
 register_method(
@@ -126,3 +207,5 @@ register_method(
     "P-DL baseline (Xie & Yao): 5×10 tanh MLP of (x, y, z, t), ∂/∂t by autodiff at 400 random "
     "collocation times, learnable loss weights, three-stage Adam. Needs `laplacian`, `vertices`.",
 )
+register_batch_method("eand-arn", batch_eand_arn)
+register_batch_method("pdl", batch_pdl)

@@ -1,8 +1,11 @@
-"""Training loop shared by the neural solvers: optax, fused steps, NaN guard, early stopping.
+"""Training loop shared by the neural solvers: optax, fused steps, NaN guard, early stopping,
+batching and checkpoints.
 
 The step is a pure function ``step(state, problem, key) -> (state, terms)``; ``lax.scan`` fuses
 ``chunk`` steps into one jitted call with the problem (operators, data) passed as an argument, and
-``jax.vmap`` of the same step trains many patients at once.
+``jax.vmap`` of the same chunk trains many patients at once (``run_training(..., batched=True)``
+over stacked states and problems). ``checkpoint_dir=`` saves the loop with orbax every few
+chunks and resumes it bit-identically (:mod:`ecgi_jax._checkpoint`).
 """
 
 from __future__ import annotations
@@ -99,68 +102,173 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
             opt_state=keep(new_opt, state.opt_state),
             step=state.step + ok.astype(state.step.dtype),
             diverged=state.diverged | ~finite,
-            loss=jnp.where(ok, total, state.loss),
+            loss=jnp.where(ok, total, state.loss).astype(state.loss.dtype),  # e.g. float64 params, float32 data
         )
         return new_state, jnp.concatenate([total[None], terms])
 
     return step
 
 
-def run_training(step, state: TrainState, problem, key, cfg: TrainConfig, *, names=(), monitor: Callable | None = None):
+def _chunk_runner(step, batched: bool):
+    """Jitted ``(state, problem, keys, frozen) -> (state, terms)``: ``len(keys)`` fused steps;
+    with ``batched``, one vmapped program over stacked states, problems and per-problem keys.
+    A ``frozen`` problem keeps its state (it has stopped: plateau or divergence)."""
+
+    def chunk(state, problem, keys, frozen):
+        new, terms = jax.lax.scan(lambda s, k: step(s, problem, k), state, keys)
+        return jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, state), terms
+
+    return jax.jit(jax.vmap(chunk) if batched else chunk)
+
+
+def _split(key, n, batched):
+    """``(next_key, chunk_keys)``: the loop key advances by one split per chunk, per problem."""
+    if batched:
+        pair = jax.vmap(jax.random.split)(key)
+        key, sub = pair[:, 0], pair[:, 1]
+        return key, jax.vmap(lambda s: jax.random.split(s, n))(sub)
+    key, sub = jax.random.split(key)
+    return key, jax.random.split(sub, n)
+
+
+def run_training(
+    step,
+    state: TrainState,
+    problem,
+    key,
+    cfg: TrainConfig,
+    *,
+    names=(),
+    monitor: Callable | None = None,
+    batched: bool = False,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
+):
     """Run ``cfg.steps`` steps in fused chunks; returns ``(state, history, info)``.
 
     ``history`` is a dict of per-chunk means of the total and each term (``names``), plus
     ``step``; ``info`` says why training stopped (``"completed"``, ``"plateau"`` or ``"diverged"``)
     and the wall time. ``monitor(state) -> dict`` adds host-side values per chunk (e.g. the error
     against a known truth in benchmarks).
+
+    Args:
+        step: ``step(state, problem, key) -> (state, terms)`` for ONE problem (:func:`make_step`).
+        state, problem, key: the initial state, the problem pytree and the loop's PRNG key; with
+            ``batched=True`` all three are stacked along a leading batch axis (``jax.tree.map``
+            of ``np.stack``), one entry per problem, and may be sharded over devices.
+        batched: train every problem at once with one ``jax.vmap``-ed step. Each problem follows
+            exactly the key sequence of its own unbatched run; a problem that diverges or
+            plateaus is frozen (its state no longer changes) while the others continue, and the
+            loop ends when every problem has stopped. ``history`` and ``info`` are then lists
+            (one dict per problem) and ``monitor(state)`` returns ``(B,)`` values.
+        checkpoint_dir: folder to save ``(state, key, chunks done, history, stopping
+            bookkeeping)`` to every ``checkpoint_every`` chunks and when training ends (orbax,
+            :mod:`ecgi_jax._checkpoint`). If it already holds a checkpoint of this same run
+            (same problem, initial state, key and settings) training resumes from it and ends
+            with bit-identical results to an uninterrupted run; a checkpoint of another run is
+            refused (``ValueError``).
+        checkpoint_every: chunks between checkpoints.
+
+    Raises:
+        ValueError: ``checkpoint_every < 1``; a checkpoint of another run in ``checkpoint_dir``.
     """
-
-    @jax.jit
-    def run_chunk(state, problem, keys):
-        return jax.lax.scan(lambda s, k: step(s, problem, k), state, keys)
-
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 (chunks); got {checkpoint_every}.")
+    run_chunk = _chunk_runner(step, batched)
     n_chunks = math.ceil(cfg.steps / cfg.chunk)
-    history: dict[str, list] = {"step": [], "loss": [], **{n: [] for n in names}}
-    best, since_best, reason = np.inf, 0, "completed"
+    n_problems = jax.tree.leaves(state)[0].shape[0] if batched else 1
+    histories = [{"step": [], "loss": [], **{n: [] for n in names}} for _ in range(n_problems)]
+    best = [math.inf] * n_problems
+    since_best = [0] * n_problems
+    reasons: list[str | None] = [None] * n_problems  # None while a problem is still training
+    start = 0
+
+    ckpt = None
+    if checkpoint_dir is not None:
+        from ..._checkpoint import TrainingCheckpoint, fingerprint
+
+        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
+        ckpt = TrainingCheckpoint(
+            checkpoint_dir, fingerprint(state, problem, key, extra={"train": settings, "names": list(names), "batched": batched})
+        )
+        found = ckpt.restore(state, key)
+        if found is not None:
+            state, key, meta = found
+            start = meta["chunks_done"]
+            histories, since_best, reasons = meta["histories"], meta["since_best"], meta["reasons"]
+            loss_dtype = np.asarray(state.loss).dtype  # compare in the dtype of the losses, as before saving
+            best = [math.inf if b is None else loss_dtype.type(b) for b in meta["best"]]
+
+    def save(chunks_done):
+        meta = {
+            "histories": histories, "since_best": since_best, "reasons": reasons,
+            "best": [None if math.isinf(b) else float(b) for b in best],
+        }
+        ckpt.save(chunks_done, state, key, meta)
+
     bar = None
     if cfg.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, desc="training", unit="step", leave=False)
+        bar = tqdm(total=cfg.steps, initial=min(start * cfg.chunk, cfg.steps), desc="training", unit="step", leave=False)
     t0 = time.perf_counter()
     compile_s = None
-    for c in range(n_chunks):
+    c = start
+    while c < n_chunks and any(r is None for r in reasons):
         n = min(cfg.chunk, cfg.steps - c * cfg.chunk)
-        key, sub = jax.random.split(key)
+        key, keys = _split(key, n, batched)
+        frozen = np.array([r is not None for r in reasons]) if batched else np.array(False)
         tc = time.perf_counter()
-        state, terms = run_chunk(state, problem, jax.random.split(sub, n))
-        terms = np.asarray(terms)
+        state, terms = run_chunk(state, problem, keys, frozen)
+        terms = np.asarray(terms).reshape(n_problems, n, -1)
         if compile_s is None:
             compile_s = time.perf_counter() - tc
-        good = np.all(np.isfinite(terms), axis=1)
-        mean = terms[good].mean(axis=0) if good.any() else np.full(terms.shape[1], np.nan)
-        history["step"].append(int(state.step))
-        history["loss"].append(float(mean[0]))
-        for i, name in enumerate(names):
-            history[name].append(float(mean[i + 1]))
-        if monitor is not None:
-            for k, v in monitor(state).items():
-                history.setdefault(k, []).append(float(v))
+        steps = np.asarray(state.step).reshape(-1)
+        diverged = np.asarray(state.diverged).reshape(-1)
+        extra = {} if monitor is None else {k: np.asarray(v).reshape(-1) for k, v in monitor(state).items()}
+        for b in range(n_problems):
+            if reasons[b] is not None:
+                continue
+            good = np.all(np.isfinite(terms[b]), axis=1)
+            mean = terms[b][good].mean(axis=0) if good.any() else np.full(terms.shape[2], np.nan)
+            h = histories[b]
+            h["step"].append(int(steps[b]))
+            h["loss"].append(float(mean[0]))
+            for i, name in enumerate(names):
+                h[name].append(float(mean[i + 1]))
+            for k, v in extra.items():
+                h.setdefault(k, []).append(float(v[b]))
+            if diverged[b]:
+                reasons[b] = "diverged"
+            elif cfg.patience:
+                if mean[0] < best[b] * (1 - cfg.min_delta):
+                    best[b], since_best[b] = mean[0], 0
+                else:
+                    since_best[b] += 1
+                    if since_best[b] >= cfg.patience:
+                        reasons[b] = "plateau"
+        c += 1
         if bar is not None:
+            h = histories[0]
             bar.update(n)
-            bar.set_postfix({"loss": f"{mean[0]:.3e}", **{k: f"{history[k][-1]:.2e}" for k in list(history)[3:6]}})
-        if bool(state.diverged):
-            reason = "diverged"
-            break
-        if cfg.patience:
-            if mean[0] < best * (1 - cfg.min_delta):
-                best, since_best = mean[0], 0
-            else:
-                since_best += 1
-                if since_best >= cfg.patience:
-                    reason = "plateau"
-                    break
+            bar.set_postfix({"loss": f"{h['loss'][-1]:.3e}", **{k: f"{h[k][-1]:.2e}" for k in list(h)[3:6]}})
+        if ckpt is not None and c % checkpoint_every == 0 and c < n_chunks and any(r is None for r in reasons):
+            save(c)
+    if ckpt is not None:
+        if ckpt.latest() != c:
+            save(c)
+        ckpt.close()
     if bar is not None:
         bar.close()
-    info = {"stopped": reason, "steps": int(state.step), "wall_s": time.perf_counter() - t0, "first_chunk_s": compile_s}
-    return state, history, info
+    wall = time.perf_counter() - t0
+    steps = np.asarray(state.step).reshape(-1)
+    infos = [
+        {"stopped": reasons[b] or "completed", "steps": int(steps[b]), "wall_s": wall, "first_chunk_s": compile_s}
+        for b in range(n_problems)
+    ]
+    if start:
+        for info in infos:
+            info["resumed_at_chunk"] = start
+    if batched:
+        return state, histories, infos
+    return state, histories[0], infos[0]

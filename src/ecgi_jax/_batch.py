@@ -1,0 +1,343 @@
+"""``solve_batch``: many inverse problems at once, vectorized with ``jax.vmap`` and optionally
+sharded over devices.
+
+A batch is ``B`` problems of equal shapes: ``Y (B, m, t)`` with one transfer matrix per problem
+``A (B, m, n)`` or one shared ``A (m, n)``. Each result equals the corresponding
+``solve(Y[b], A[b], method=..., **options)`` up to float rounding (batched matrix products may
+round differently from single ones).
+
+How each family is batched:
+
+* ``tikhonov-0/1/2`` and ``tsvd``: one jitted ``jax.vmap`` over the batch of factorization, λ path,
+  λ rule and solution. With a shared ``A`` the (generalized) SVD is computed once and only the
+  path, rule and solution are vmapped. Host-side work is limited to input checks (the
+  constant-mode check runs once per distinct ``A``) and turning the batched diagnostics into each
+  problem's ``Solution.diagnostics``.
+* ``eand-arn`` and ``pdl``: start solutions and network initialisations are set up problem by
+  problem, then every network is trained simultaneously by one jitted, vmapped step over the
+  stacked parameters, optimizer states and problems (``run_training(..., batched=True)``). A
+  problem that diverges or plateaus is frozen while the others continue.
+* any other registered method (``spatiotemporal`` among them: its λ grid is built on the host
+  from a first-stage choice, with ``float()`` conversions): a Python loop of :func:`solve`, with
+  ``diagnostics["batched"] = False`` saying so.
+
+Devices: ``devices="all"`` (every local device) or a list of devices shards the batch axis over a
+1-D :class:`jax.sharding.Mesh` with axis ``"batch"``: stacked inputs and states are put on the
+mesh with ``NamedSharding(mesh, PartitionSpec("batch"))`` and jit propagates the sharding
+through the computation; shared arrays are replicated. A batch size that is not a multiple of the
+device count is padded with copies of the last problem, whose results are dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import _solve as S
+from ._solve import Solution, method_options, solve
+from .operators import SparseOperator
+from .solvers import classical as C
+
+__all__ = ["solve_batch", "register_batch_method", "batch_mesh", "shard_batch"]
+
+_BATCHED: dict[str, Callable[..., list[Solution]]] = {}
+
+
+def register_batch_method(name: str, fn: Callable[..., list[Solution]]) -> None:
+    """Register a batched implementation of the method ``name``:
+    ``fn(Y, A, *, keys, place, replicate, **options) -> list[Solution]`` with ``Y (B, m, t)``,
+    ``A (B, m, n)`` or ``(m, n)``, ``keys`` ``None`` or ``B`` keys, ``place(tree)`` putting a
+    stacked pytree on the devices (padded: see :func:`shard_batch`; results beyond ``B`` are to
+    be dropped) and ``replicate(tree)`` putting shared arrays on every device."""
+    _BATCHED[name] = fn
+
+
+# ----------------------------------------------------------------------------------------------
+# devices
+
+
+def batch_mesh(devices=None) -> Mesh | None:
+    """A 1-D mesh with axis ``"batch"``: ``None`` → no mesh (default device), ``"all"`` → every
+    local device, or a list of devices."""
+    if devices is None:
+        return None
+    if isinstance(devices, str) and devices != "all":
+        raise ValueError(f"devices must be None, 'all' or a list of jax devices; got {devices!r}.")
+    devs = jax.local_devices() if isinstance(devices, str) else list(devices)
+    if not devs:
+        raise ValueError("devices is an empty list: give at least one device, or devices=None.")
+    return Mesh(np.array(devs), ("batch",))
+
+
+def _pad(x, multiple):
+    pad = -x.shape[0] % multiple
+    return x if pad == 0 else jnp.concatenate([x] + [x[-1:]] * pad, axis=0)
+
+
+def shard_batch(tree, mesh: Mesh | None):
+    """Pad every leaf's leading (batch) axis to a multiple of the mesh size with copies of the
+    last entry, and put it on ``mesh`` sharded along that axis (unchanged when ``mesh`` is None)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    return jax.tree.map(lambda x: jax.device_put(_pad(jnp.asarray(x), mesh.size), sharding), tree)
+
+
+def _replicate(tree, mesh: Mesh | None):
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+# ----------------------------------------------------------------------------------------------
+# classical methods
+
+
+def _path_outputs(path, choice, noise):
+    """The per-problem arrays the diagnostics need (not the factor: it may be shared)."""
+    return dict(
+        lambdas=path.lambdas, residual_norms=path.residual_norm, seminorms=path.seminorm, errors=path.error,
+        lam=choice.lam, index=choice.index, criterion=choice.curve, noise=noise,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "rule", "shared"))
+def _classical_core(Y, A, R, lambdas, truth, noise_std, tau, fixed, *, kind, rule, shared):
+    """Batched factorization (once if ``shared``), path, rule and solution.
+
+    ``rule=None``: the fixed λ (or ``k``) ``fixed`` instead of a path.
+    """
+
+    def one(y, factor, a, t, sigma):
+        if rule is None:
+            if kind == "tsvd":
+                path = C.tsvd_path(y, ks=jnp.reshape(fixed, (1,)), factor=factor)
+                return path.solution(0), {"residual_norm": path.residual_norm[0]}
+            X = C.tikhonov_from_factor(factor, y, fixed)
+            return X, {"residual_norm": jnp.linalg.norm(a @ X - y)}
+        if kind == "tsvd":
+            path = C.tsvd_path(y, factor=factor, truth=t)
+        else:
+            path = C.tikhonov_path(y, lambdas=lambdas, factor=factor, truth=t)
+        kw = dict(noise_std=sigma, tau=tau) if rule == "discrepancy" else {}
+        choice = C.select_lambda(path, rule, **kw)
+        noise = C.estimate_noise(path) if rule == "discrepancy" else None
+        return path.solution(choice.index), _path_outputs(path, choice, noise)
+
+    if shared:
+        factor = C.factorize(A, R)
+        return jax.vmap(one, in_axes=(0, None, None, 0, 0))(Y, factor, A, truth, noise_std)
+    return jax.vmap(lambda y, a, t, s: one(y, C.factorize(a, R), a, t, s))(Y, A, truth, noise_std)
+
+
+def _np(x):
+    return None if x is None else np.asarray(x)
+
+
+def _classical_diagnostics(out, b, kind, rule, fixed, noise_given):
+    """``Solution.diagnostics`` of problem ``b``, the same entries :func:`solve` reports."""
+    if rule is None:
+        key = "k" if kind == "tsvd" else "lam"
+        value = int(fixed) if kind == "tsvd" else float(fixed)
+        return {key: value, "lambda_rule": None, "residual_norm": float(out["residual_norm"][b])}
+    i = int(out["index"][b])
+    diag: dict[str, Any] = {}
+    if rule == "discrepancy":
+        diag["noise_std"] = float(noise_given[b] if noise_given is not None else out["noise"][b])
+        diag["noise_std_estimated"] = noise_given is None
+    residuals, seminorms = np.asarray(out["residual_norms"][b]), np.asarray(out["seminorms"][b])
+    diag.update(
+        lam=float(out["lam"][b]), lambda_index=i, lambda_rule=rule, benchmark_only=rule == "oracle",
+        lambdas=_np(out["lambdas"][b]), criterion=_np(out["criterion"][b]), residual_norms=residuals,
+        seminorms=seminorms, residual_norm=float(residuals[i]), seminorm=float(seminorms[i]),
+    )
+    if out["errors"] is not None:
+        diag["relative_errors"] = _np(out["errors"][b])  # BENCHMARK-ONLY curve
+    if kind == "tsvd":
+        diag["k"] = int(round(diag["lam"]))
+    return diag
+
+
+def _batch_classical(name, kind, order):
+    defaults = {k: v for k, v in method_options(name).items() if v is not inspect.Parameter.empty}
+
+    def run(Y, A, *, keys=None, place, replicate, **options):
+        if keys is not None:
+            raise TypeError(f"method {name!r} takes no key: leave keys=None.")
+        o = {**defaults, **options}
+        n_problems, n, dtype = Y.shape[0], A.shape[-1], Y.dtype
+        shared = A.ndim == 2
+        rule = o["lambda_rule"]
+        fixed = o.get("k") if kind == "tsvd" else o["lam"]
+        if fixed is not None:
+            rule = None
+            if kind == "tsvd":
+                p = min(A.shape[-2:])
+                if not (isinstance(fixed, (int, np.integer)) and 1 <= fixed <= p):
+                    raise ValueError(f"k must be an integer in [1, {p}]; got {fixed!r}.")
+            elif not float(fixed) > 0:
+                raise ValueError(f"lam must be positive; got {fixed}.")
+        elif rule == "oracle" and o["truth"] is None:
+            raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (B, N, T). (BENCHMARK-ONLY)")
+        elif kind == "tsvd" and rule == "creso":
+            raise ValueError("CRESO is defined for Tikhonov λ only; for tsvd use lcurve, gcv, discrepancy, ucurve or oracle.")
+        elif rule not in C.RULES:
+            raise ValueError(f"unknown lambda_rule {rule!r}; valid rules: {', '.join(C.RULES)}.")
+
+        R = None
+        if kind == "tikhonov" and order:
+            R = S._spatial_operator(
+                order, n, o.get("laplacian"), o.get("gradient"), o.get("vertices"), o.get("adjacency")
+            )
+            for a in [A] if shared else A:  # host-side check, once per distinct A
+                S._check_constant_mode(a, R, "the regularization operator")
+            R = R.astype(dtype) if isinstance(R, SparseOperator) else C.as_matrix(R, dtype)
+        truth = o["truth"]
+        if truth is not None and rule is not None:
+            truth = S._finite_array(truth, "truth").astype(dtype)
+            if truth.shape != (n_problems, n, Y.shape[2]):
+                raise ValueError(f"truth has shape {truth.shape}; expected {(n_problems, n, Y.shape[2])} (one per problem).")
+        else:
+            truth = None
+        lambdas = o.get("lambdas")
+        if lambdas is not None:
+            lambdas = S._finite_array(lambdas, "lambdas").astype(dtype)
+        noise_given = o.get("noise_std")
+        noise = None
+        if rule == "discrepancy" and noise_given is not None:
+            noise_given = np.broadcast_to(np.asarray(noise_given, dtype=np.float64), (n_problems,))
+            noise = jnp.asarray(noise_given, dtype)
+        elif rule != "discrepancy":
+            noise_given = None
+
+        Y, truth, noise = place((Y, truth, noise))
+        A_in = replicate(A) if shared else place(A)
+        X, out = _classical_core(
+            Y, A_in, replicate(R), replicate(lambdas), truth, noise, o.get("tau", 1.0),
+            fixed, kind=kind, rule=rule, shared=shared,
+        )
+        X = jax.block_until_ready(X)
+        sols = []
+        for b in range(n_problems):
+            diag = _classical_diagnostics(out, b, kind, rule, fixed, noise_given)
+            if kind == "tikhonov":
+                diag["order"] = order
+            sols.append(Solution(X[b], name, diag, {}))
+        return sols
+
+    return run
+
+
+for _order in (0, 1, 2):
+    register_batch_method(f"tikhonov-{_order}", _batch_classical(f"tikhonov-{_order}", "tikhonov", _order))
+register_batch_method("tsvd", _batch_classical("tsvd", "tsvd", None))
+
+
+# ----------------------------------------------------------------------------------------------
+# front door
+
+
+def _loop(method, Y, A, keys, options):
+    """Fallback for methods without a batched implementation: one :func:`solve` per problem."""
+    takes_key = "key" in method_options(method)
+    if keys is not None and not takes_key:
+        raise TypeError(f"method {method!r} takes no key: leave keys=None.")
+    sols = []
+    for b in range(Y.shape[0]):
+        opts = dict(options)
+        if opts.get("truth") is not None:
+            opts["truth"] = opts["truth"][b]
+        if keys is not None:
+            opts["key"] = keys[b]
+        sol = solve(Y[b], A if A.ndim == 2 else A[b], method=method, **opts)
+        sols.append(dataclasses.replace(sol, diagnostics={**sol.diagnostics, "batched": False}))
+    return sols
+
+
+def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **options) -> list[Solution]:
+    """Solve ``B`` inverse problems of equal shapes at once.
+
+    Args:
+        Y: ``(B, M, T)`` body-surface potentials, one recording per problem.
+        A: ``(B, M, N)`` transfer matrices, or one ``(M, N)`` matrix shared by every problem
+            (factorized once for the classical methods).
+        method: a name in :data:`~ecgi_jax.METHODS`.
+        keys: ``B`` PRNG keys (a ``(B,)`` key array or a sequence), one per problem, for methods
+            that take ``key``; ``None`` gives every problem the method's default key (exactly as
+            a loop of :func:`solve` without ``key``).
+        devices: ``None`` (default device, no sharding), ``"all"`` (every local device) or a list
+            of devices: the batch axis is sharded over them (module docstring); a batch size that
+            is not a multiple of their number is padded and the padding dropped.
+        **options: the method's options (``method_options(method)``), shared by every problem,
+            except per-problem arrays with a leading batch axis: ``truth (B, N, T)``; for the
+            discrepancy rule ``noise_std`` may be a scalar or ``(B,)``; for ``eand-arn``,
+            ``start`` may be a name or per-problem starts (a ``(B, N, T)`` array of u, or a pair
+            of such arrays ``(U0, V0)``).
+
+    Returns:
+        A list of ``B`` :class:`~ecgi_jax.Solution`, each as :func:`solve` would return it (same
+        options record and diagnostics), with ``diagnostics["time_s"]`` the wall time of the
+        whole batch and ``diagnostics["batch_size"] = B``.
+
+    Raises:
+        ValueError: bad shapes (naming the input), NaN/Inf, unknown method, keys of the wrong
+            length, a bad ``devices``.
+        TypeError: an option the method does not take (listing the valid ones), ``key=`` given
+            instead of ``keys=``.
+    """
+    fn = S._get(method)
+    valid = method_options(method)
+    if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+        bad = sorted(set(options) - set(valid))
+        if bad:
+            raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
+    if "key" in options:
+        raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
+    Y = S._finite_array(Y, "Y")
+    A = S._finite_array(A, "A")
+    if Y.ndim != 3:
+        raise ValueError(f"Y must be 3-D (B problems, M leads, T samples); got shape {Y.shape}.")
+    if A.ndim not in (2, 3):
+        raise ValueError(f"A must be (B, M, N) or a shared (M, N); got shape {A.shape}.")
+    if A.ndim == 3 and A.shape[0] != Y.shape[0]:
+        raise ValueError(f"Y holds {Y.shape[0]} problems but A holds {A.shape[0]}: give one A per problem or one shared (M, N).")
+    if A.shape[-2] != Y.shape[1]:
+        raise ValueError(f"Y has {Y.shape[1]} leads but A has {A.shape[-2]} rows: both must have M rows (leads).")
+    if Y.shape[0] < 1:
+        raise ValueError("Y holds no problems (B = 0).")
+    dtype = jnp.result_type(Y, A, float)
+    Y, A = Y.astype(dtype), A.astype(dtype)
+    n_problems = Y.shape[0]
+    if keys is not None:
+        keys = list(keys)
+        if len(keys) != n_problems:
+            raise ValueError(f"got {len(keys)} keys for {n_problems} problems: give one key per problem.")
+    mesh = batch_mesh(devices)
+    place = functools.partial(shard_batch, mesh=mesh)
+
+    t0 = time.perf_counter()
+    batched = _BATCHED.get(method)
+    if batched is None:
+        sols = _loop(method, Y, A, keys, options)
+    else:
+        replicate = functools.partial(_replicate, mesh=mesh)
+        sols = batched(Y, A, keys=keys, place=place, replicate=replicate, **options)
+    jax.block_until_ready([s.potentials for s in sols])
+    elapsed = time.perf_counter() - t0
+    defaults = {k: v for k, v in valid.items() if v is not inspect.Parameter.empty}
+    out = []
+    for b, sol in enumerate(sols):
+        used = {**defaults, **sol.options, **options}
+        if options.get("truth") is not None:
+            used["truth"] = options["truth"][b]  # as a loop of solve() records it
+        diagnostics = {**sol.diagnostics, "time_s": elapsed, "batch_size": n_problems}
+        out.append(dataclasses.replace(sol, method=method, options=used, diagnostics=diagnostics))
+    return out
