@@ -108,11 +108,16 @@ def _finite_array(x, name):
     try:
         arr = jnp.asarray(x)
     except TypeError as e:
-        raise TypeError(f"{name} must be an array; got {type(x).__name__}.") from e
+        dtype = f" of dtype {x.dtype}" if hasattr(x, "dtype") else ""
+        raise TypeError(f"{name} must be a numeric array; got {type(x).__name__}{dtype}.") from e
     if not jnp.issubdtype(arr.dtype, jnp.number):
         raise TypeError(f"{name} must be numeric; got dtype {arr.dtype}.")
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(f"{name} must be real; got complex dtype {arr.dtype} (pass the real part if that is meant).")
     if not bool(jnp.all(jnp.isfinite(arr))):
-        raise ValueError(f"{name} contains NaN or Inf values.")
+        bad = int(jnp.size(arr) - jnp.sum(jnp.isfinite(arr)))
+        hint = " (e.g. drop bad leads from Y and the matching rows of A)" if name in ("Y", "A") else ""
+        raise ValueError(f"{name} contains NaN or Inf values ({bad} of {arr.size} entries); remove or interpolate them{hint}.")
     return arr
 
 
@@ -142,9 +147,93 @@ def _validate(Y, A):
     if A.ndim != 2:
         raise ValueError(f"A must be 2-D (M leads, N heart nodes); got shape {A.shape}.")
     if Y.shape[0] != A.shape[0]:
-        raise ValueError(f"Y has {Y.shape[0]} rows but A has {A.shape[0]}: both must have M rows (leads).")
+        if Y.shape[1] == A.shape[0]:
+            hint = " Y looks transposed: pass Y as (M leads, T samples)."
+        else:
+            hint = ""
+        raise ValueError(f"Y has {Y.shape[0]} rows but A has {A.shape[0]}: both must have M rows (leads).{hint}")
+    if 0 in Y.shape or 0 in A.shape:
+        raise ValueError(f"Y {Y.shape} and A {A.shape} must be non-empty (at least one lead, sample and heart node).")
     dtype = jnp.result_type(Y, A, float)
     return Y.astype(dtype), A.astype(dtype)
+
+
+# Options shared by several methods, checked once here whatever the method: name -> (lower bound,
+# whether the bound itself is allowed). λ multiplies a squared seminorm, so it must be > 0; a zero
+# temporal weight (no temporal penalty) is allowed.
+_POSITIVE_SCALARS = {
+    "lam": (0.0, False), "lam_s": (0.0, False), "lam_t": (0.0, True), "dt": (0.0, False),
+    "tau": (0.0, False), "noise_std": (0.0, True), "learning_rate": (0.0, False),
+}
+_POSITIVE_GRIDS = {"lambdas": (0.0, False), "lams_s": (0.0, False), "lams_t": (0.0, True)}
+
+
+def _check_options(options, n, n_t):
+    """Method-independent checks of the options given to :func:`solve` (defaults are trusted).
+
+    Numbers that must be positive (λ's, ``dt``, ``tau``, ``learning_rate``), λ grids, and the
+    array options whose shape follows from ``Y (M, T)`` and ``A (M, N)``: ``truth (N, T)``,
+    ``laplacian (N, N)``, ``gradient (K, N)``, ``temporal (T, T)``, ``vertices (N, 3)``.
+    Nothing is converted: the method receives the options exactly as given.
+    """
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in _POSITIVE_SCALARS:
+            lo, closed = _POSITIVE_SCALARS[name]
+            if isinstance(value, jax.core.Tracer):
+                continue
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"option {name} must be a real number; got {type(value).__name__}.") from None
+            if not np.isfinite(v) or v < lo or (v == lo and not closed):
+                rel = ">=" if closed else ">"
+                raise ValueError(f"option {name} must be a finite number {rel} {lo:g}; got {value!r}.")
+        elif name in _POSITIVE_GRIDS:
+            lo, closed = _POSITIVE_GRIDS[name]
+            g = np.asarray(_finite_array(value, name))
+            if g.ndim != 1 or g.size == 0:
+                raise ValueError(f"option {name} must be a non-empty 1-D grid of values; got shape {g.shape}.")
+            if (g < lo).any() or (not closed and (g <= lo).any()):
+                rel = ">=" if closed else ">"
+                raise ValueError(f"option {name} must contain only values {rel} {lo:g}; got min {g.min():g}.")
+        elif name == "truth":
+            t = _finite_array(value, "truth")
+            if t.shape != (n, n_t):
+                raise ValueError(f"truth has shape {t.shape}; expected (N, T) = {(n, n_t)} to match A and Y.")
+        elif name == "laplacian":
+            _check_operator(value, "laplacian", n, square=True)
+        elif name == "gradient":
+            _check_operator(value, "gradient", n)
+        elif name == "temporal":
+            t = _finite_array(value, "temporal")
+            if t.shape != (n_t, n_t):
+                raise ValueError(f"temporal has shape {t.shape}; expected (T, T) = {(n_t, n_t)} for T = {n_t} samples.")
+        elif name == "ap_params" and hasattr(value, "validate"):
+            value.validate()  # Aliev–Panfilov parameters: finite, positive D, k, …; 0 < a < 1
+        elif name == "vertices":
+            v = _finite_array(value, "vertices")
+            if v.shape != (n, 3):
+                raise ValueError(f"vertices has shape {v.shape}; expected (N, 3) = {(n, 3)} heart-node coordinates.")
+
+
+def _check_time_samples(params, options, n_t, method):
+    """Physics-informed methods (options ``order``, ``dt`` and ``ap_params``: ``order`` is the
+    accuracy of the time-derivative stencil of the AP residual) need at least as many samples as
+    that stencil spans. Other methods' ``order`` (e.g. the regularization order) is left alone."""
+    from .operators import min_samples
+
+    declared = {p.name: p.default for p in params}
+    if not {"order", "dt", "ap_params"} <= set(declared):
+        return
+    order = options.get("order", declared["order"])
+    need = min_samples(1, order)  # also refuses an odd or too small order, naming it
+    if n_t < need:
+        raise ValueError(
+            f"method {method!r} with order={order} needs at least {need} time samples; Y has {n_t}. "
+            "Pass more samples or a lower order (order=2 needs 3)."
+        )
 
 
 def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
@@ -157,9 +246,16 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
         **options: method options; ``method_options(name)`` lists them with defaults.
 
     Raises:
-        ValueError: bad shapes, NaN/Inf inputs (naming the input), unknown method.
-        TypeError: an option the method does not take (listing the valid ones).
+        ValueError: bad shapes (``Y (M, T)``, ``A (M, N)``, ``truth (N, T)``, ``laplacian (N, N)``,
+            ``gradient (K, N)``, ``temporal (T, T)``), empty or NaN/Inf inputs (naming the input),
+            non-positive ``lam``/``lam_s``/``dt``/``tau``/``learning_rate`` or λ grids, an unknown
+            method (listing the valid ones), and for the classical solvers a regularized problem
+            without a unique solution (A and the penalty share a null vector).
+        TypeError: an option the method does not take (listing the valid ones), a non-string
+            method, complex or non-numeric arrays.
     """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(_REGISTRY))}.")
     fn = _get(method)
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())[2:]
@@ -169,6 +265,8 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
         if bad:
             raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
     Y, A = _validate(Y, A)
+    _check_options(options, A.shape[1], Y.shape[1])
+    _check_time_samples(params, options, Y.shape[1], method)
     t0 = time.perf_counter()
     sol = fn(Y, A, **options)
     jax.block_until_ready(sol.potentials)
@@ -215,7 +313,8 @@ def _spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
     return _check_operator(laplacian, "laplacian", n, square=True)
 
 
-def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind):
+def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind, choice=None):
+    # choice: a LambdaChoice made outside (rule "cv" needs A and R, which the path does not hold).
     diag: dict[str, Any] = {}
     if lam is not None:
         raise AssertionError  # handled by callers
@@ -228,7 +327,8 @@ def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind):
         raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
     if kind == "tsvd" and lambda_rule == "creso":
         raise ValueError("CRESO is defined for Tikhonov λ only; for tsvd use lcurve, gcv, discrepancy, ucurve or oracle.")
-    choice = C.select_lambda(path, lambda_rule, **kw)
+    if choice is None:
+        choice = C.select_lambda(path, lambda_rule, **kw)
     i = int(choice.index)
     X = path.solution(i)
     diag.update(
@@ -248,20 +348,63 @@ def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind):
     return X, diag
 
 
+def _column_components(R, n):
+    """Connected components of the columns of ``R`` (columns linked when they share a row).
+
+    The null space of a penalty built from a mesh graph (Laplacian, edge or surface gradient) is
+    spanned by the indicator vectors of these components: one constant per connected part.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    if isinstance(R, SparseOperator):
+        m = R.to_scipy()
+    elif sp.issparse(R):
+        m = sp.csr_matrix(R)
+    else:
+        m = sp.csr_matrix(np.asarray(R))
+    pattern = (abs(m) > 0).astype(np.float64)
+    graph = (pattern.T @ pattern).tocsr()
+    return connected_components(graph, directed=False)
+
+
 def _check_constant_mode(A, R, name):
-    """Refuse the common singular case: A and R both annihilate constant heart potentials."""
+    """Refuse a Tikhonov problem whose solution is not unique: A and R both annihilate a
+    piecewise-constant potential (constant on each connected part of R's node graph).
+
+    This covers the common case (zero-mean-reference A with A·1 = 0 and a Laplacian with L·1 = 0)
+    and its generalization to penalties on disconnected meshes (one constant per part) and to
+    nodes no row of R touches. Cost: a sparse connected-components pass and an ``(M, k)`` SVD
+    for ``k`` components. It does not look for other (non piecewise-constant) common null vectors.
+    """
     n = A.shape[1]
-    ones = np.ones(n) / np.sqrt(n)
     a = np.asarray(A, np.float64)
     probe = np.random.default_rng(0).normal(size=n) / np.sqrt(n)
     apply = lambda x: np.asarray(R @ jnp.asarray(x, jnp.result_type(float)), np.float64)  # noqa: E731
     tol = 1e-5
-    if np.linalg.norm(a @ ones) <= tol * np.linalg.norm(a @ probe) and np.linalg.norm(apply(ones)) <= tol * np.linalg.norm(apply(probe)):
+    n_parts, labels = _column_components(R, n)
+    basis = np.zeros((n, n_parts))
+    basis[np.arange(n), labels] = 1.0
+    basis /= np.sqrt(basis.sum(axis=0, keepdims=True))
+    r_probe = np.linalg.norm(apply(probe))
+    in_null = [j for j in range(n_parts) if np.linalg.norm(apply(basis[:, j])) <= tol * r_probe]
+    if not in_null:
+        return
+    sv = np.linalg.svd(a @ basis[:, in_null], compute_uv=False)
+    if sv.min() > tol * np.linalg.norm(a @ probe):
+        return
+    if n_parts == 1:
         raise ValueError(
             f"A maps constant heart potentials to zero (a zero-mean reference) and {name} annihilates "
             "them too, so the constant component of the solution is undetermined. Build A with the "
             "heart reference (forward.transfer_matrix(..., reference='none')), or use tikhonov-0."
         )
+    raise ValueError(
+        f"{name} splits the {n} heart nodes into {n_parts} disconnected parts (sizes "
+        f"{np.bincount(labels)[:8].tolist()}{'...' if n_parts > 8 else ''}) and is constant-blind on "
+        f"{len(in_null)} of them, and A cannot tell those constants apart either (smallest singular "
+        f"value {sv.min():.3g}): the solution is not unique. Use a connected mesh (check "
+        "geometry.Mesh.n_components()), build A with reference='none', or use tikhonov-0."
+    )
 
 
 def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R):
@@ -285,7 +428,8 @@ def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth
         diag = dict(lam=float(lam), lambda_rule=None, residual_norm=res)
     else:
         path = _tikhonov_path(Y, lambdas=lambdas, factor=factor, truth=truth)
-        X, diag = _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, "tikhonov")
+        cv = C.crossval(Y, A, R, path.lambdas) if lambda_rule == "cv" else None  # 5 random lead folds
+        X, diag = _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, "tikhonov", cv)
     diag["order"] = order
     return Solution(X, f"tikhonov-{order}", diag, {})
 

@@ -3,8 +3,13 @@
 * :mod:`._tikhonov` — Tikhonov of order 0/1/2 and truncated SVD, a whole λ grid from one (G)SVD.
 * :mod:`._spatiotemporal` — spatial + temporal Tikhonov solved exactly by diagonalization.
 * :mod:`._lambda` — L-curve, GCV, CRESO, discrepancy, U-curve and the benchmark-only oracle.
+* :mod:`._crossval` — λ by K-fold cross-validation over leads (rule ``"cv"``).
+* :mod:`._sparse_reg` — L1 / total variation by ADMM, Lp–Lq by IRLS with a fixed majorant.
+* :mod:`._greensite` — Greensite's temporal-SVD (isotropy) method, per-component λ.
 """
 
+from ._crossval import crossval, crossval_curve, lead_folds
+from ._greensite import GreensiteResult, greensite, greensite_rank, temporal_components
 from ._lambda import (
     RULES,
     LambdaChoice,
@@ -16,6 +21,16 @@ from ._lambda import (
     oracle,
     select_lambda,
     ucurve,
+)
+from ._sparse_reg import (
+    SparseResult,
+    admm_l1,
+    lp_lq,
+    lp_lq_objective,
+    lp_lq_weight,
+    normal_factor,
+    shrink,
+    sparse_penalty,
 )
 from ._spatiotemporal import (
     SpatiotemporalPath,
@@ -44,4 +59,8 @@ __all__ = [
     "select_spatiotemporal",
     "LambdaChoice", "RULES", "lcurve", "gcv", "creso", "discrepancy", "ucurve", "oracle",
     "estimate_noise", "select_lambda",
+    "lead_folds", "crossval", "crossval_curve",
+    "SparseResult", "normal_factor", "shrink", "sparse_penalty", "admm_l1", "lp_lq", "lp_lq_objective",
+    "lp_lq_weight",
+    "GreensiteResult", "temporal_components", "greensite_rank", "greensite",
 ]

@@ -148,7 +148,10 @@ def default_lambdas(factor: TikhonovFactor, num: int = 81, span: float = None) -
     ``γ_max²·span`` (default ``1e-14`` in float64, ``1e-10`` in float32) where smaller λ would only
     resolve round-off. Jittable (fixed ``num``)."""
     g = factor.gamma
-    finite = jnp.isfinite(g) & (g > 0)
+    # Directions with s at round-off level are null directions of R (γ = ∞ in exact arithmetic);
+    # counting them would push the grid up to λ ~ 1/eps where every λ over-regularizes.
+    s_tol = jnp.sqrt(jnp.finfo(factor.s.dtype).eps) * jnp.max(jnp.abs(factor.s))
+    finite = jnp.isfinite(g) & (g > 0) & (jnp.abs(factor.s) > s_tol)
     gmax = jnp.max(jnp.where(finite, g, 0.0))
     gmin = jnp.min(jnp.where(finite, g, jnp.inf))
     if span is None:
