@@ -97,7 +97,7 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
                         grad_clip=None if pdl else 1.0, progress=False)
     optimizer = make_optimizer(train)
     step = make_step(loss_fn, optimizer, sample)
-    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), jnp.asarray(jnp.inf, dtype))
+    state = TrainState.create(params, optimizer, dtype)
     return step, state, problem, {"graphdef": graphdef, "loss_fn": loss_fn, "sample": sample, "cfg": cfg}
 
 

@@ -109,7 +109,7 @@ def _toy(n_problems=4, d=6):
     optimizer = optax.adam(0.05)
     step = make_step(loss_fn, optimizer, lambda key: jax.random.randint(key, (3,), 0, d))
     states = [
-        TrainState({"w": jnp.zeros(d)}, optimizer.init({"w": jnp.zeros(d)}), jnp.zeros((), jnp.int32), jnp.array(False), jnp.asarray(jnp.inf))
+        TrainState.create({"w": jnp.zeros(d)}, optimizer)
         for _ in range(n_problems)
     ]
     problems = [{"c": jnp.asarray(ci)} for ci in c]

@@ -268,7 +268,7 @@ def setup_eand_arn(
     if cfg.learnable_weights:
         params["log_sigma"] = jnp.zeros(len(TERMS), dtype)
     optimizer = make_optimizer(train)
-    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), jnp.asarray(jnp.inf, dtype))
+    state = TrainState.create(params, optimizer, dtype)
     return EANDARNSetup(state, problem, k_train, graphdef, info_start)
 
 

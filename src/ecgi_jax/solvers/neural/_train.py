@@ -77,14 +77,22 @@ class TrainState(NamedTuple):
     step: jax.Array
     diverged: jax.Array  # set (and updates frozen) at the first non-finite loss or gradient
     loss: jax.Array  # total loss at the last good step
+    good_params: dict  # the parameters at which the loss was last finite (restored on divergence)
+
+    @classmethod
+    def create(cls, params, optimizer: optax.GradientTransformation, dtype=None) -> "TrainState":
+        """The state before the first step."""
+        loss = jnp.asarray(jnp.inf, dtype or jnp.result_type(float))
+        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), loss, params)
 
 
 def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample_fn: Callable):
     """``step(state, problem, key)``: one guarded optimiser step.
 
     ``loss_fn(params, problem, t_idx) -> (total, terms)``; ``sample_fn(key) -> t_idx``. If the loss or
-    a gradient is not finite the update is skipped and ``diverged`` is set: the state keeps the
-    last good parameters and every later step is a no-op.
+    a gradient is not finite the update is skipped, ``diverged`` is set and the parameters go back
+    to the last ones at which the loss was finite (an update can itself overflow, so the current
+    parameters are not necessarily good); every later step is a no-op.
     """
 
     def step(state: TrainState, problem, key):
@@ -97,12 +105,15 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
         updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        revert = ~finite & ~state.diverged
+        current = jax.tree.map(lambda g, p: jnp.where(revert, g, p), state.good_params, state.params)
         new_state = TrainState(
-            params=keep(new_params, state.params),
+            params=keep(new_params, current),
             opt_state=keep(new_opt, state.opt_state),
             step=state.step + ok.astype(state.step.dtype),
             diverged=state.diverged | ~finite,
             loss=jnp.where(ok, total, state.loss).astype(state.loss.dtype),  # e.g. float64 params, float32 data
+            good_params=keep(state.params, state.good_params),
         )
         return new_state, jnp.concatenate([total[None], terms])
 
