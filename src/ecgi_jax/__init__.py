@@ -5,13 +5,18 @@ The package follows the pipeline of an ECGI study:
     geometry -> operators -> forward (BEM) -> ep (Aliev-Panfilov) -> solvers -> metrics
 """
 
-from . import datasets, ep, forward, geometry, metrics, operators, synthetic
+from . import activation, datasets, ep, forward, geometry, io, metrics, operators, synthetic
 from ._solve import METHODS, Solution, method_options, methods_table, register_method, solve
+from ._batch import solve_batch
 from .solvers.neural import _methods as _neural_methods  # registers "eand-arn" and "pdl"
+from .solvers.classical import _methods_extra as _classical_extra_methods  # "total-variation", "l1", "lp-lq", "greensite"
+from .solvers.shooting import _methods as _shooting_methods  # registers "ap-shooting" and "hybrid"
+from .solvers.activation import _methods as _activation_methods  # registers "activation-based"
 
 __all__ = [
-    "geometry", "operators", "forward", "ep", "synthetic", "metrics", "datasets",
+    "geometry", "operators", "forward", "ep", "synthetic", "metrics", "datasets", "io", "activation",
     "solve", "Solution", "register_method", "METHODS", "methods_table", "method_options",
+    "solve_batch",
 ]
 
 __version__ = "0.1.0"

@@ -8,12 +8,15 @@ from ._bem import (
     transfer_matrix,
     winding_number,
 )
+from ._mfs import mfs_sources, mfs_transfer_matrix
 from ._noise import add_noise, add_noise_snr
 
 __all__ = [
     "add_noise",
     "add_noise_snr",
     "transfer_matrix",
+    "mfs_transfer_matrix",
+    "mfs_sources",
     "select_electrodes",
     "nearest_vertex_electrodes",
     "bem_blocks",

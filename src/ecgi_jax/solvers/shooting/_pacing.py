@@ -9,13 +9,16 @@ the jitted simulator, batched with ``lax.map``, so a search costs a few seconds 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
-from ...ep import APParams, simulate
+from ...ep import APParams, simulate, stable_substeps
+from ...ep._simulate import _simulate
 from ...operators import SparseOperator
 
 __all__ = ["PacingSearch", "farthest_point_sample", "pacing_search"]
@@ -57,18 +60,19 @@ def farthest_point_sample(vertices, k: int) -> np.ndarray:
     return np.asarray(chosen, np.int64)
 
 
-def _misfit_fn(laplacian, Y, A, params, dt, substeps, batch_size):
+@partial(jax.jit, static_argnames=("n_samples", "substeps", "batch_size"))
+def _misfits(nodes, laplacian, Y, A, params, dt, *, n_samples, substeps, batch_size):
+    # Module-level jit with the operators as arguments: one compilation per (shape, batch) serves
+    # every call and every search, instead of one per call of a closure.
     n = A.shape[1]
-    n_t = Y.shape[1]
-    y_var = jnp.var(Y)
 
     def one(node):
         u0 = jnp.zeros(n, Y.dtype).at[node].set(1.0)
-        U, _ = simulate(laplacian, u0, params=params, dt=dt, n_samples=n_t, substeps=substeps)
+        U, _ = _simulate(laplacian, params, u0, jnp.zeros_like(u0), None, dt, n_samples=n_samples, substeps=substeps, scheme="heun")
         r = jnp.matmul(A, U, precision=jax.lax.Precision.HIGHEST) - Y
-        return jnp.mean(r**2) / y_var
+        return jnp.mean(r**2) / jnp.var(Y)
 
-    return jax.jit(lambda nodes: jax.lax.map(one, nodes, batch_size=batch_size))
+    return jax.lax.map(one, nodes, batch_size=batch_size)
 
 
 def pacing_search(
@@ -104,13 +108,31 @@ def pacing_search(
     indptr, indices = (np.asarray(a) for a in adjacency)
     if len(indptr) != n + 1:
         raise ValueError(f"adjacency has {len(indptr) - 1} nodes; A has {n} columns.")
-    evaluate = _misfit_fn(laplacian, Y, A, params, dt, substeps, batch_size)
+    if substeps is None:
+        substeps = stable_substeps(laplacian, params, dt)
+    if isinstance(laplacian, SparseOperator):
+        lap = laplacian.astype(Y.dtype)
+    elif sp.issparse(laplacian):
+        lap = SparseOperator.from_scipy(laplacian, Y.dtype)
+    else:
+        lap = jnp.asarray(laplacian, Y.dtype)
+    p = jax.tree.map(lambda x: jnp.asarray(x, Y.dtype), params)
     seen: dict[int, float] = {}
+
+    def evaluate(new):
+        # Pad the batch to a multiple of batch_size (repeating a node) so that few shapes compile.
+        k = len(new)
+        padded = new + [new[0]] * (-k % batch_size)
+        out = _misfits(
+            jnp.asarray(padded), lap, Y, A, p, jnp.asarray(dt, Y.dtype), n_samples=Y.shape[1], substeps=int(substeps),
+            batch_size=batch_size,
+        )
+        return np.asarray(out)[:k]
 
     def score(nodes):
         new = [int(i) for i in nodes if int(i) not in seen]
         if new:
-            for i, m in zip(new, np.asarray(evaluate(jnp.asarray(new)))):
+            for i, m in zip(new, evaluate(new)):
                 seen[i] = float(m)
         return min(nodes, key=lambda i: seen[int(i)])
 

@@ -1,0 +1,551 @@
+"""Inverse ECG by shooting: fit a handful of beat parameters through the differentiable simulator.
+
+Instead of reconstructing the ``n × t`` heart potentials, the beat is *parametrised* and the
+parameters θ are fitted so that the simulated beat explains the body potentials,
+
+    min_θ  ‖Y − A·U(θ)‖²_F ,
+
+where ``U(θ)`` is the Aliev–Panfilov trajectory (:func:`ecgi_jax.ep.simulate`'s integrator, Heun)
+started from a smooth initial activation. The parametrisation (``p = 5 … 7`` numbers):
+
+* ``cx, cy, cz`` — centre ``c`` of the initial activation (mm, free in space; the nearest heart
+  node is reported as the pacing site);
+* ``log_width`` — ``w`` of the Gaussian patch ``u(0)_i = exp(−‖x_i − c‖² / (2 w²))``, ``v(0) = 0``;
+* ``onset`` — time shift τ (AP units): ``U(t) = U_sim(t − τ)``, cubic (Catmull–Rom) interpolation
+  between samples; before the onset the heart rests (``u = v = 0``); a negative τ (the beat started before
+  the recording) is allowed down to ``−max_advance``, for which the simulation runs that much longer;
+* ``log_D`` (``fit_D``) — ``D = D₀·exp(η)``, η ∈ [−log 2, log 2] (a per-node ``D₀`` — a scar — is
+  scaled as a whole);
+* ``logit_a`` (``fit_a``) — ``a = sigmoid(logit(a₀) + η)``, η ∈ [−1.5, 1.5].
+
+Every parameter is kept in a box (clipped after each step); the boxes are listed in
+:func:`parameter_bounds`.
+
+Why forward mode: with ``p ≤ 7`` the Jacobian ``J = ∂r/∂θ`` ``(m·t × p)`` costs one simulation
+carrying ``p`` tangents (``jax.jvp`` vmapped over the unit vectors), with no trajectory stored,
+whereas reverse mode needs one backward sweep per residual *component* for ``J`` (or the stored —
+or recomputed, :func:`trajectory` with ``checkpoint=True`` — trajectory for a gradient only). The
+full ``J`` is what Gauss–Newton wants, so forward mode it is. Reverse mode with per-sample
+checkpointing is offered by :func:`misfit` ``+ jax.grad`` (used by the tests and the gradient
+benchmark, and the right choice once θ has hundreds of entries, e.g. a per-node field).
+
+The optimiser is Levenberg–Marquardt (:func:`levenberg_marquardt`), vmapped over several starts.
+The uncertainty is the Laplace (Gauss–Newton) approximation at the optimum
+(:func:`laplace_covariance`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...ep import APParams, stable_substeps
+from ...ep._simulate import _simulate
+from ...metrics import activation_times
+from ...operators import SparseOperator
+from ._pacing import pacing_search
+
+__all__ = [
+    "ShootingConfig",
+    "ShootingProblem",
+    "LMResult",
+    "ShootingFit",
+    "trajectory",
+    "shoot",
+    "residual",
+    "misfit",
+    "residual_and_jacobian",
+    "levenberg_marquardt",
+    "laplace_covariance",
+    "parameter_bounds",
+    "shooting_fit",
+]
+
+_HI = jax.lax.Precision.HIGHEST
+_LOG2 = math.log(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShootingConfig:
+    """Static (hashable) settings of the shooting model: they fix the compiled program.
+
+    Attributes:
+        n_samples: recorded samples ``t``.
+        substeps: simulator sub-steps per sample interval (stable for ``2·D₀`` when ``fit_D``).
+        pad: extra simulated samples, so that the onset can move ``pad·dt`` before the recording.
+        fit_D, fit_a: whether ``log_D`` / ``logit_a`` are unknowns.
+        checkpoint: ``jax.checkpoint`` each sample interval of the time loop (reverse mode then
+            stores one state per sample instead of every sub-step's intermediates).
+        scheme: the simulator's time stepping (``"heun"`` or ``"euler"``).
+    """
+
+    n_samples: int
+    substeps: int
+    pad: int = 20
+    fit_D: bool = True
+    fit_a: bool = False
+    checkpoint: bool = True
+    scheme: str = "heun"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ("cx", "cy", "cz", "log_width", "onset") + (("log_D",) if self.fit_D else ()) + (
+            ("logit_a",) if self.fit_a else ()
+        )
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ShootingProblem:
+    """The data and operators of one shooting problem (a pytree: passed into jitted code).
+
+    Attributes:
+        Y: ``(m, t)`` body potentials; A: ``(m, n)`` transfer matrix.
+        laplacian: the heart Laplacian (:class:`~ecgi_jax.operators.SparseOperator` or dense).
+        vertices: ``(n, 3)`` heart node coordinates.
+        params: the reference :class:`~ecgi_jax.ep.APParams` (``D₀``, ``a₀`` and the fixed rest).
+        dt: sample spacing.
+    """
+
+    Y: jax.Array
+    A: jax.Array
+    laplacian: SparseOperator | jax.Array
+    vertices: jax.Array
+    params: APParams
+    dt: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------
+# the forward model θ → U
+
+
+def trajectory(laplacian, params: APParams, u0, v0, dt, *, n_samples: int, substeps: int, checkpoint: bool = True, scheme: str = "heun"):
+    """``(U, V)`` ``(n, n_samples)`` from ``(u0, v0)``: the simulator's integrator, one sample
+    interval at a time.
+
+    Each interval is :func:`ecgi_jax.ep.simulate`'s own jitted integrator over ``substeps``
+    sub-steps (the model is autonomous, so chaining intervals reproduces one long run exactly).
+    With ``checkpoint=True`` every interval is wrapped in ``jax.checkpoint``: reverse mode keeps
+    only the ``n_samples`` states and recomputes one interval's sub-steps at a time (memory
+    ``O(n·(t + substeps))`` instead of ``O(n·t·substeps)``, for about one extra forward pass).
+    Traceable in every argument but the keywords (differentiate in ``params``, ``u0``, ...).
+    """
+
+    def interval(state):
+        u, v = state
+        U, V = _simulate(laplacian, params, u, v, None, dt, n_samples=2, substeps=substeps, scheme=scheme)
+        return U[:, 1], V[:, 1]
+
+    if checkpoint:
+        interval = jax.checkpoint(interval)
+
+    def body(state, _):
+        nxt = interval(state)
+        return nxt, nxt
+
+    _, (us, vs) = jax.lax.scan(body, (u0, v0), None, length=n_samples - 1)
+    return jnp.concatenate([u0[:, None], us.T], axis=1), jnp.concatenate([v0[:, None], vs.T], axis=1)
+
+
+def _unpack(theta, problem: ShootingProblem, config: ShootingConfig):
+    centre, width, onset = theta[:3], jnp.exp(theta[3]), theta[4]
+    p = problem.params
+    i = 5
+    if config.fit_D:
+        p = dataclasses.replace(p, D=p.D * jnp.exp(theta[i]))
+        i += 1
+    if config.fit_a:
+        a0 = jnp.asarray(problem.params.a)
+        p = dataclasses.replace(p, a=jax.nn.sigmoid(jnp.log(a0 / (1 - a0)) + theta[i]))
+    return centre, width, onset, p
+
+
+def _shift(X, onset, dt, n_out: int):
+    """``X(t − onset)`` on ``t = 0, dt, …``: ``X`` ``(n, K)`` sampled at ``0, dt, …`` from the
+    initial state; rest (zero) before it, the last sample after the end.
+
+    Cubic (Catmull–Rom) interpolation between samples: continuously differentiable in ``onset``,
+    so Gauss–Newton sees no kinks at sample boundaries (linear interpolation has one at each,
+    where Levenberg–Marquardt stalls).
+    """
+    K = X.shape[1]
+    rest = jnp.zeros_like(X[:, :1])
+    Xp = jnp.concatenate([rest, rest, X, X[:, -1:], X[:, -1:]], axis=1)  # X[:, 0] at index 2
+    pos = jnp.clip(jnp.arange(n_out, dtype=X.dtype) - onset / dt + 2.0, 1.0, float(K + 1))
+    i = jnp.clip(jnp.floor(pos).astype(jnp.int32), 1, K + 1)
+    f = pos - i
+    p0, p1, p2, p3 = Xp[:, i - 1], Xp[:, i], Xp[:, i + 1], Xp[:, i + 2]
+    return p1 + 0.5 * f * (p2 - p0 + f * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + f * (3.0 * (p1 - p2) + p3 - p0)))
+
+
+def shoot(theta, problem: ShootingProblem, config: ShootingConfig):
+    """The beat ``(U, V)`` ``(n, t)`` of parameters ``theta`` (see the module docstring)."""
+    centre, width, onset, params = _unpack(theta, problem, config)
+    d2 = jnp.sum((problem.vertices - centre) ** 2, axis=1)
+    u0 = jnp.exp(-0.5 * d2 / width**2)
+    U, V = trajectory(
+        problem.laplacian, params, u0, jnp.zeros_like(u0), problem.dt, n_samples=config.n_samples + config.pad,
+        substeps=config.substeps, checkpoint=config.checkpoint, scheme=config.scheme,
+    )
+    return _shift(U, onset, problem.dt, config.n_samples), _shift(V, onset, problem.dt, config.n_samples)
+
+
+def residual(theta, problem: ShootingProblem, config: ShootingConfig):
+    """``vec(A·U(θ) − Y)`` ``(m·t,)``."""
+    U, _ = shoot(theta, problem, config)
+    return (jnp.matmul(problem.A, U, precision=_HI) - problem.Y).ravel()
+
+
+def misfit(theta, problem: ShootingProblem, config: ShootingConfig):
+    """``‖Y − A·U(θ)‖²_F`` — differentiate with ``jax.grad`` (reverse mode; set
+    ``config.checkpoint`` to bound its memory)."""
+    r = residual(theta, problem, config)
+    return jnp.dot(r, r, precision=_HI)
+
+
+def residual_and_jacobian(theta, problem: ShootingProblem, config: ShootingConfig):
+    """``(r, J)``: the residual ``(m·t,)`` and its Jacobian ``(m·t, p)`` by forward mode (one
+    simulation carrying ``p`` tangents; the primal is computed once)."""
+    eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
+    fn = lambda e: jax.jvp(lambda th: residual(th, problem, config), (theta,), (e,))  # noqa: E731
+    r, J = jax.vmap(fn, out_axes=(None, 1))(eye)
+    return r, J
+
+
+# ----------------------------------------------------------------------------------------------
+# Levenberg–Marquardt
+
+
+class LMResult(NamedTuple):
+    """Result of :func:`levenberg_marquardt` (leading axis = starts when vmapped).
+
+    Attributes:
+        theta: ``(p,)`` the accepted parameters; cost: ``‖r‖²`` there; cost0: at the start.
+        iterations: LM iterations run; accepted: of which accepted.
+        converged: stopped by the relative-decrease rule (not by ``max_iter`` or ``λ`` overflow).
+        lam: the final damping.
+    """
+
+    theta: jax.Array
+    cost: jax.Array
+    cost0: jax.Array
+    iterations: jax.Array
+    accepted: jax.Array
+    converged: jax.Array
+    lam: jax.Array
+
+
+def levenberg_marquardt(theta0, problem: ShootingProblem, config: ShootingConfig, lower, upper, *, max_iter: int = 20, tol: float = 1e-4, lam0: float = 1e-2) -> LMResult:
+    """Minimise ``‖r(θ)‖²`` by Levenberg–Marquardt from ``theta0``, θ kept in ``[lower, upper]``.
+
+    Step: ``(JᵀJ + λ·diag(JᵀJ + ε))·δ = −Jᵀr`` (Marquardt's scaling makes it invariant to the
+    parameters' units), θ ← clip(θ + δ). Accepted if the cost drops (λ ← λ/3), else rejected
+    (λ ← 5λ). Stopping rule: an accepted step with relative cost decrease below ``tol``
+    (``converged``), or ``max_iter`` iterations, or λ > 1e8 (no descent direction left).
+    Jittable with ``config``, ``max_iter``, ``tol``, ``lam0`` static; vmap over ``theta0`` for
+    multi-start.
+    """
+    r0, J0 = residual_and_jacobian(theta0, problem, config)
+    cost0 = jnp.dot(r0, r0, precision=_HI)
+    dtype = theta0.dtype
+
+    def cond(s):
+        return ~s["done"]
+
+    def body(s):
+        J, r = s["J"], s["r"]
+        H = jnp.matmul(J.T, J, precision=_HI)
+        g = jnp.matmul(J.T, r, precision=_HI)
+        dH = jnp.diag(H)
+        damp = s["lam"] * (dH + 1e-9 * jnp.max(dH) + 1e-30)
+        step = jnp.linalg.solve(H + jnp.diag(damp), -g)
+        trial = jnp.clip(s["theta"] + step, lower, upper)
+        r_t, J_t = residual_and_jacobian(trial, problem, config)
+        cost_t = jnp.dot(r_t, r_t, precision=_HI)
+        accept = jnp.isfinite(cost_t) & (cost_t < s["cost"])
+        rel = (s["cost"] - cost_t) / s["cost"]
+        pick = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+        lam = jnp.clip(jnp.where(accept, s["lam"] / 3.0, s["lam"] * 5.0), 1e-9, 1e9)
+        it = s["it"] + 1
+        converged = accept & (rel < tol)
+        return dict(
+            theta=pick(trial, s["theta"]), r=pick(r_t, r), J=pick(J_t, J), cost=pick(cost_t, s["cost"]), lam=lam,
+            it=it, acc=s["acc"] + accept.astype(jnp.int32), converged=converged,
+            done=converged | (it >= max_iter) | (lam >= 1e8),
+        )
+
+    s0 = dict(
+        theta=theta0, r=r0, J=J0, cost=cost0, lam=jnp.asarray(lam0, dtype), it=jnp.asarray(0, jnp.int32),
+        acc=jnp.asarray(0, jnp.int32), converged=jnp.asarray(False), done=jnp.asarray(max_iter <= 0),
+    )
+    s = jax.lax.while_loop(cond, body, s0)
+    return LMResult(s["theta"], s["cost"], cost0, s["it"], s["acc"], s["converged"], s["lam"])
+
+
+def laplace_covariance(theta, problem: ShootingProblem, config: ShootingConfig, prior_sd):
+    """Laplace (Gauss–Newton) posterior covariance of θ at an optimum.
+
+    ``Σ = (JᵀJ/σ̂² + diag(1/prior_sd²))⁻¹`` with ``σ̂² = ‖r‖²/(m·t − p)`` the residual variance and
+    a weak Gaussian prior (``prior_sd`` ``(p,)``, wide) that keeps Σ finite in directions the data
+    do not see (e.g. the width of a patch far below the mesh spacing). Without the prior this is
+    the classical ``σ̂²(JᵀJ)⁻¹``.
+
+    ``r`` and ``J`` come from the (jitted) forward-mode :func:`residual_and_jacobian`; the ``p × p``
+    algebra runs on the host in float64 with Jacobi scaling, because the precision matrix mixes
+    millimetres with log-parameters and is too ill-conditioned for a float32 inverse.
+
+    Returns:
+        ``(cov (p, p) float64 ndarray, sigma2 float)``.
+    """
+    r, J = _residual_and_jacobian(theta, problem, config)
+    r, J = np.asarray(r, np.float64), np.asarray(J, np.float64)
+    dof = max(r.shape[0] - J.shape[1], 1)
+    sigma2 = float(r @ r) / dof
+    H = J.T @ J / sigma2 + np.diag(1.0 / np.asarray(prior_sd, np.float64) ** 2)
+    s = 1.0 / np.sqrt(np.diag(H))
+    cov = s[:, None] * np.linalg.inv(s[:, None] * H * s[None, :]) * s[None, :]
+    return 0.5 * (cov + cov.T), sigma2
+
+
+# ----------------------------------------------------------------------------------------------
+# the fit
+
+
+class ShootingFit(NamedTuple):
+    """Result of :func:`shooting_fit`.
+
+    Attributes:
+        U, V: the fitted beat ``(n, t)``.
+        theta: ``(p,)`` best parameters (named by ``names``); cov: ``(p, p)`` Laplace covariance;
+            std: ``sqrt(diag(cov))``; sigma2: residual variance ``σ̂²``.
+        params: the fitted :class:`~ecgi_jax.ep.APParams`; node: heart node nearest the centre;
+            onset, width: the fitted onset time and patch width.
+        misfit: ``‖Y − AU‖² / ‖Y‖²`` of the best start.
+        starts: ``(k, p)`` start parameters; start_nodes ``(k,)``; lm: the vmapped
+            :class:`LMResult` of every start.
+        config: the :class:`ShootingConfig`.
+    """
+
+    U: jax.Array
+    V: jax.Array
+    theta: np.ndarray
+    names: tuple
+    cov: np.ndarray
+    std: np.ndarray
+    sigma2: float
+    params: APParams
+    node: int
+    onset: float
+    width: float
+    misfit: float
+    starts: np.ndarray
+    start_nodes: np.ndarray
+    lm: LMResult
+    config: ShootingConfig
+
+
+def parameter_bounds(vertices, spacing: float, config: ShootingConfig, dt: float):
+    """Boxes ``(lower, upper)`` ``(p,)`` of θ: the centre within the heart's bounding box widened by
+    5 spacings; width in [0.05, 10] mesh spacings; onset in [−pad·dt, (t−1)·dt/2]; log_D in
+    ±log 2; logit_a shift in ±1.5."""
+    v = np.asarray(vertices, np.float64)
+    lo = list(v.min(axis=0) - 5 * spacing) + [math.log(0.05 * spacing), -config.pad * dt]
+    hi = list(v.max(axis=0) + 5 * spacing) + [math.log(10.0 * spacing), 0.5 * (config.n_samples - 1) * dt]
+    if config.fit_D:
+        lo.append(-_LOG2)
+        hi.append(_LOG2)
+    if config.fit_a:
+        lo.append(-1.5)
+        hi.append(1.5)
+    return np.asarray(lo), np.asarray(hi)
+
+
+def _spacing(vertices, adjacency) -> float:
+    indptr, indices = (np.asarray(a) for a in adjacency)
+    v = np.asarray(vertices, np.float64)
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    return float(np.mean(np.linalg.norm(v[indices] - v[rows], axis=1)))
+
+
+def _distinct(order, vertices, k, min_dist):
+    """The first ``k`` nodes of ``order`` at least ``min_dist`` apart (greedy)."""
+    chosen: list[int] = []
+    for i in order:
+        if all(np.linalg.norm(vertices[i] - vertices[j]) >= min_dist for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def _as_laplacian(laplacian, n, dtype):
+    import scipy.sparse as sp
+
+    if laplacian is None:
+        raise ValueError("shooting needs the heart's mesh Laplacian: pass laplacian=(n, n).")
+    if sp.issparse(laplacian):
+        laplacian = SparseOperator.from_scipy(laplacian, dtype)
+    elif isinstance(laplacian, SparseOperator):
+        laplacian = laplacian.astype(dtype)
+    else:
+        laplacian = jnp.asarray(laplacian, dtype)
+    if tuple(laplacian.shape) != (n, n):
+        raise ValueError(f"laplacian has shape {tuple(laplacian.shape)}; expected ({n}, {n}) for A with {n} columns.")
+    return laplacian
+
+
+@partial(jax.jit, static_argnames=("config", "max_iter", "tol"))
+def _lm_multi(theta0, problem, config, lower, upper, *, max_iter, tol):
+    fit = lambda th: levenberg_marquardt(th, problem, config, lower, upper, max_iter=max_iter, tol=tol)  # noqa: E731
+    return jax.vmap(fit)(theta0)
+_residual_and_jacobian = jax.jit(residual_and_jacobian, static_argnames=("config",))
+_shoot = jax.jit(shoot, static_argnames=("config",))
+
+
+def shooting_fit(
+    Y,
+    A,
+    laplacian,
+    *,
+    vertices,
+    adjacency,
+    dt: float = 0.1,
+    params: APParams = APParams(),
+    start="search",
+    n_starts: int = 4,
+    fit_D: bool = True,
+    fit_a: bool = False,
+    max_iter: int = 20,
+    tol: float = 1e-4,
+    max_advance: float = 2.0,
+    n_candidates: int = 64,
+    substeps: int | None = None,
+    prior_sd=None,
+) -> ShootingFit:
+    """Fit the beat parameters θ (module docstring) to ``Y ≈ A·U(θ)``; multi-start, vmapped.
+
+    Args:
+        Y: ``(m, t)`` body potentials, sample 0 at (about) the pacing instant.
+        A: ``(m, n)`` transfer matrix.
+        laplacian: the heart's Laplacian ``(n, n)`` (SparseOperator, scipy sparse or dense).
+        vertices: ``(n, 3)`` heart nodes; adjacency: CSR ``(indptr, indices)`` 1-ring.
+        dt: sample spacing (AP time units).
+        params: reference AP parameters (``D₀``, ``a₀`` and the fixed ones).
+        start: where the starts come from:
+            ``"search"`` — :func:`pacing_search` (farthest-point candidates + greedy walk): its best
+            node and the next-best candidates at least 3 mesh spacings apart;
+            an int array of nodes — centres at those nodes, onset 0;
+            ``(U, V)`` or ``U`` ``(n, t)`` — a previous reconstruction (e.g. EAND-ARN's): centres at
+            the ``n_starts`` earliest-activating distinct nodes, onset their activation time.
+        n_starts: number of starts (all fitted at once, vmapped); the lowest misfit wins.
+        fit_D, fit_a: add ``log_D`` / ``logit_a`` to θ.
+        max_iter, tol: LM stopping rule (see :func:`levenberg_marquardt`).
+        max_advance: how far (AP time) the onset may lie before sample 0.
+        n_candidates: candidates of the pacing search.
+        substeps: simulator sub-steps per sample (default: stable for ``2·D₀`` if ``fit_D``).
+        prior_sd: ``(p,)`` sds of the weak prior in the Laplace covariance (default: centre
+            20 spacings, log_width 2, onset 100·dt, log_D 1, logit_a 1).
+
+    Returns:
+        :class:`ShootingFit`.
+
+    Raises:
+        ValueError: mismatched shapes, a missing Laplacian/vertices/adjacency, bad counts.
+    """
+    params.validate()
+    Y = jnp.asarray(Y)
+    dtype = Y.dtype
+    A = jnp.asarray(A, dtype)
+    if Y.ndim != 2 or A.ndim != 2 or A.shape[0] != Y.shape[0]:
+        raise ValueError(f"Y (m, t) and A (m, n) must share m; got Y {Y.shape}, A {A.shape}.")
+    m, n_t = Y.shape
+    n = A.shape[1]
+    if vertices is None or adjacency is None:
+        raise ValueError("shooting needs the heart nodes and their 1-ring: pass vertices=(n, 3) and adjacency=(indptr, indices).")
+    verts = np.asarray(vertices, np.float64)
+    if verts.shape != (n, 3):
+        raise ValueError(f"vertices has shape {verts.shape}; expected ({n}, 3).")
+    if len(np.asarray(adjacency[0])) != n + 1:
+        raise ValueError(f"adjacency has {len(np.asarray(adjacency[0])) - 1} nodes; A has {n} columns.")
+    if not (isinstance(n_starts, (int, np.integer)) and n_starts >= 1):
+        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
+    if not dt > 0 or not max_advance >= 0:
+        raise ValueError(f"dt must be positive and max_advance non-negative; got dt={dt}, max_advance={max_advance}.")
+    lap = _as_laplacian(laplacian, n, dtype)
+    if substeps is None:
+        fastest = dataclasses.replace(params, D=np.asarray(params.D) * 2.0) if fit_D else params
+        substeps = stable_substeps(lap, fastest, dt)
+    config = ShootingConfig(
+        n_samples=int(n_t), substeps=int(substeps), pad=int(math.ceil(max_advance / dt - 1e-9)), fit_D=bool(fit_D),
+        fit_a=bool(fit_a), checkpoint=False,  # forward mode stores no trajectory: nothing to checkpoint
+    )
+    h = _spacing(verts, adjacency)
+    lower, upper = parameter_bounds(verts, h, config, dt)
+    p = config.n_params
+    if prior_sd is None:
+        prior_sd = [20.0 * h] * 3 + [2.0, 100.0 * dt] + ([1.0] if fit_D else []) + ([1.0] if fit_a else [])
+    prior_sd = np.asarray(prior_sd, np.float64)
+    if prior_sd.shape != (p,) or not np.all(prior_sd > 0):
+        raise ValueError(f"prior_sd must be {p} positive numbers (one per parameter {config.names}); got {prior_sd}.")
+
+    # starts
+    if isinstance(start, str):
+        if start != "search":
+            raise ValueError(f"start must be 'search', node indices, or a (U, V) reconstruction; got {start!r}.")
+        ps = pacing_search(
+            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=params, n_candidates=n_candidates,
+        )
+        order = [ps.node] + [int(i) for i in ps.visited[np.argsort(ps.visited_misfit, kind="stable")]]
+        nodes = _distinct(order, verts, n_starts, 3.0 * h)
+        onsets = np.zeros(len(nodes))
+    elif isinstance(start, (tuple, list)) and len(start) == 2 and np.ndim(start[0]) == 2:
+        nodes, onsets = _starts_from_map(start[0], dt, verts, n_starts, h)
+    elif np.ndim(start) == 2:
+        nodes, onsets = _starts_from_map(start, dt, verts, n_starts, h)
+    else:
+        nodes = [int(i) for i in np.atleast_1d(np.asarray(start))]
+        if not nodes or min(nodes) < 0 or max(nodes) >= n:
+            raise ValueError(f"start nodes must be indices in [0, {n - 1}]; got {nodes}.")
+        onsets = np.zeros(len(nodes))
+    theta0 = np.zeros((len(nodes), p))
+    theta0[:, :3] = verts[nodes]
+    theta0[:, 3] = math.log(0.5 * h)
+    theta0[:, 4] = onsets
+    theta0 = np.clip(theta0, lower, upper)
+
+    problem = ShootingProblem(
+        Y, A, lap, jnp.asarray(verts, dtype), jax.tree.map(lambda x: jnp.asarray(x, dtype), params), jnp.asarray(dt, dtype)
+    )
+    lo, hi = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
+    lm = _lm_multi(jnp.asarray(theta0, dtype), problem, config, lo, hi, max_iter=int(max_iter), tol=float(tol))
+    best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
+    theta = lm.theta[best]
+    cov, sigma2 = laplace_covariance(theta, problem, config, prior_sd)
+    U, V = _shoot(theta, problem, config)
+    _, width, onset, fitted = _unpack(theta, problem, config)
+    th = np.asarray(theta, np.float64)
+    node = int(np.argmin(np.linalg.norm(verts - th[:3], axis=1)))
+    return ShootingFit(
+        U=U, V=V, theta=th, names=config.names, cov=cov, std=np.sqrt(np.diag(cov)), sigma2=sigma2, params=fitted,
+        node=node, onset=float(onset), width=float(width), misfit=float(lm.cost[best] / jnp.sum(Y**2)),
+        starts=theta0, start_nodes=np.asarray(nodes), lm=lm, config=config,
+    )
+
+
+def _starts_from_map(U, dt, vertices, k, h):
+    U = jnp.asarray(U)
+    if U.shape[0] != len(vertices):
+        raise ValueError(f"start map has {U.shape[0]} rows; expected {len(vertices)} heart nodes.")
+    t = np.asarray(activation_times(U, dt), np.float64)
+    nodes = _distinct(np.argsort(t, kind="stable"), vertices, k, 3.0 * h)
+    return nodes, t[nodes]
