@@ -150,6 +150,21 @@ def test_pacing_search_finds_the_site(tiny):
     assert len(set(farthest_point_sample(mesh.vertices, 20).tolist())) == 20
 
 
+def test_pacing_search_finds_an_earlier_onset(tiny):
+    """A beat that started 1.5 time units before the recording: the search finds node and onset,
+    and with max_advance=0 it cannot fit the data as well."""
+    mesh, lap, A, _, _, _ = tiny
+    lead = 15
+    U_long, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T + lead)
+    Y = A @ U_long[:, lead:]
+    found = pacing_search(Y, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8, max_advance=3.0)
+    assert found.node == 7 and found.onset == pytest.approx(-1.5)
+    np.testing.assert_allclose(found.U, U_long[:, lead:], atol=1e-6)
+    assert found.misfit < 1e-8
+    fixed = pacing_search(Y, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8, max_advance=0.0)
+    assert fixed.onset == 0.0 and fixed.misfit > 100 * max(found.misfit, 1e-10)
+
+
 def test_training_from_the_pacing_start_stays_on_the_truth(tiny):
     """Started from the found beat, training lowers the loss and keeps the map on the truth."""
     mesh, lap, A, U, V, Y = tiny

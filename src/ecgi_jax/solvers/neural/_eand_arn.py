@@ -193,7 +193,7 @@ def start_solution(
             vertices = np.zeros((A.shape[1], 3))
             vertices[:, 0] = np.arange(A.shape[1])
         found = pacing_search(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params)
-        return found.U, found.V, {"start": "pacing", "pacing_node": found.node, "start_misfit": found.misfit}
+        return found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset, "start_misfit": found.misfit}
     if kind == "tikhonov":
         from ..._solve import solve  # deferred: the front door imports this module
 

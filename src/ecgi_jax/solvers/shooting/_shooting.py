@@ -504,10 +504,12 @@ def shooting_fit(
             raise ValueError(f"start must be 'search', node indices, or a (U, V) reconstruction; got {start!r}.")
         ps = pacing_search(
             Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=params, n_candidates=n_candidates,
+            max_advance=max_advance,
         )
         order = [ps.node] + [int(i) for i in ps.visited[np.argsort(ps.visited_misfit, kind="stable")]]
         nodes = _distinct(order, verts, n_starts, 3.0 * h)
         onsets = np.zeros(len(nodes))
+        onsets[0] = ps.onset  # the search's best onset for its best node
     elif isinstance(start, (tuple, list)) and len(start) == 2 and np.ndim(start[0]) == 2:
         nodes, onsets = _starts_from_map(start[0], dt, verts, n_starts, h)
     elif np.ndim(start) == 2:
