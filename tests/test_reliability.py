@@ -532,3 +532,16 @@ def test_eand_arn_is_bit_reproducible_and_stops_on_a_non_finite_loss():
     blown = solve(Y * 1e30, A, method="eand-arn", laplacian=lap, key=jax.random.key(7), **_NEURAL)
     assert blown.diagnostics["stopped"] == "diverged" and blown.diagnostics["steps"] == 0
     assert bool(jnp.all(jnp.isfinite(blown.U)))
+
+
+def test_atomic_write_gives_ordinary_file_permissions(tmp_path):
+    import os
+
+    from ecgi_jax.geometry import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "x.txt", lambda p: p.write_text("hi"))
+    finally:
+        os.umask(umask)
+    assert path.read_text() == "hi" and (path.stat().st_mode & 0o777) == 0o644

@@ -1,7 +1,7 @@
 """Geometry: triangle meshes, their checks and I/O, and code-generated phantoms."""
 
 from ._io import atomic_write, load_mat, load_mesh, save_mesh
-from ._mesh import Mesh, adjacency_of, edges_of, reorient_outward, require_outward
+from ._mesh import Mesh, adjacency_of, coincident_vertices, edges_of, reorient_outward, require_connected, require_outward
 from ._shapes import HeartTorsoGeometry, default_heart_torso, icosphere, sphere_mesh
 
 __all__ = [
@@ -10,6 +10,8 @@ __all__ = [
     "edges_of",
     "reorient_outward",
     "require_outward",
+    "require_connected",
+    "coincident_vertices",
     "HeartTorsoGeometry",
     "default_heart_torso",
     "icosphere",

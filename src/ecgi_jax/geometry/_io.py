@@ -53,6 +53,10 @@ def atomic_write(path, write_fn) -> Path:
     os.close(fd)
     try:
         write_fn(Path(tmp))
+        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
