@@ -144,17 +144,19 @@ def blocky_case():
 
 
 @pytest.mark.slow
-def test_tv_recovers_piecewise_constant_better_than_tikhonov(blocky_case):
-    h, A, Y, U = blocky_case
+def test_tv_recovers_piecewise_constant_better_than_tikhonov(blocky_case, x64):
+    # float64: at this small λ the float32 dual residual sits on a round-off floor above the
+    # stopping tolerance (the solution is the same to 3 digits, but "converged" is never met).
+    h, A, Y, U = (np.asarray(x, np.float64) if i else x for i, x in enumerate(blocky_case))
     geo = dict(vertices=h.vertices, adjacency=h.adjacency)
     tv = E.solve(Y, A, method="total-variation", **geo)
     assert tv.diagnostics["converged"]
-    assert tv.potentials.dtype == jnp.float32
+    assert tv.potentials.dtype == jnp.float64
     re = lambda s: float(E.metrics.relative_error(s.potentials, U))  # noqa: E731
     # Tikhonov at its BENCHMARK-ONLY best λ: TV with its data-only default λ must still win.
     t1 = E.solve(Y, A, method="tikhonov-1", lambda_rule="oracle", truth=U, **geo)
     t2 = E.solve(Y, A, method="tikhonov-2", laplacian=graph_laplacian(h.adjacency), lambda_rule="oracle", truth=U)
-    assert re(tv) < 0.9 * min(re(t1), re(t2)), (re(tv), re(t1), re(t2))  # measured 0.285 vs 0.433, 0.353
+    assert re(tv) < 0.9 * min(re(t1), re(t2)), (re(tv), re(t1), re(t2))  # measured 0.269 vs 0.353 (Tikhonov-1)
 
 
 # ------------------------------------------------------------------------------------ Greensite

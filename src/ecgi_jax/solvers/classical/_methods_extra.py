@@ -101,11 +101,27 @@ def _admm_method(name, Y, A, R, order, lam, lam_scale, rho, max_iter, tol_abs, t
         diag["lambda_rule"] = "tikhonov-gcv-matched"
     else:
         diag["lambda_rule"] = None
+    adapt = rho is None
     rho = 0.6 * lam_t if rho is None else float(rho)
-    factor = _normal_factor(A, Rop, rho / 2)
-    out = _admm(Y, A, lam, Rop, rho=rho, factor=factor, X0=X_t, max_iter=max_iter, tol_abs=tol_abs,
-                tol_rel=tol_rel, relaxation=relaxation, group=group)
-    X = out.X
+    # Residual balancing (Boyd et al. 2011, §3.4.1) by restarts: the x-update's factorization
+    # depends on ρ, so ρ changes only between rounds (warm-started from the last X), at most 4 rounds
+    # sharing the max_iter budget. A user-given rho is kept fixed.
+    rounds = 4 if adapt else 1
+    X, iterations, rhos = X_t, 0, []
+    for r in range(rounds):
+        budget = max_iter - iterations if r == rounds - 1 else max(max_iter // rounds, 1)
+        factor = _normal_factor(A, Rop, rho / 2)
+        out = _admm(Y, A, lam, Rop, rho=rho, factor=factor, X0=X, max_iter=budget, tol_abs=tol_abs,
+                    tol_rel=tol_rel, relaxation=relaxation, group=group)
+        X, iterations = out.X, iterations + int(out.iterations)
+        rhos.append(rho)
+        primal, dual = float(out.primal_residual), float(out.dual_residual)
+        if bool(out.converged) or iterations >= max_iter:
+            break
+        if primal > 10 * dual:
+            rho *= 4.0
+        elif dual > 10 * primal:
+            rho /= 4.0
     converged = bool(out.converged)
     if not converged:
         warnings.warn(
@@ -115,7 +131,7 @@ def _admm_method(name, Y, A, R, order, lam, lam_scale, rho, max_iter, tol_abs, t
         )
     RX = X if Rop is None else Rop @ X
     diag.update(
-        lam=float(lam), rho=float(rho), iterations=int(out.iterations), converged=converged,
+        lam=float(lam), rho=float(rho), rho_rounds=rhos, iterations=iterations, converged=converged,
         primal_residual=float(out.primal_residual), dual_residual=float(out.dual_residual),
         residual_norm=float(jnp.linalg.norm(A @ X - Y)), penalty=float(sparse_penalty(RX, group)),
     )
@@ -126,7 +142,9 @@ _ADMM_DOC = """
     Options:
         lam: weight of ``‖RX‖_1`` (objective ``‖AX − Y‖_F² + lam·‖RX‖_1``); default: the
             Tikhonov-GCV-matched rule (module docstring), times ``lam_scale``.
-        rho: ADMM parameter; default ``0.6·λ_T`` (λ_T: Tikhonov-GCV λ with the same operator).
+        rho: ADMM parameter, kept fixed when given; by default it starts at ``0.6·λ_T`` (λ_T:
+            Tikhonov-GCV λ with the same operator) and is rebalanced ×4 / ÷4 between up to 4
+            warm-started rounds when the primal and dual residuals differ by more than 10×.
         max_iter, tol_abs, tol_rel: iteration cap and Boyd et al.'s (2011) tolerances.
         relaxation: over-relaxation α in (0, 2); 1.6 by default.
     Diagnostics: ``lam``, ``lambda_rule``, ``lam_tikhonov``, ``rho``, ``iterations``,
