@@ -210,3 +210,30 @@ def test_bad_configuration_is_rejected():
         EANDARNConfig(init="magic").validate()
     with pytest.raises(ValueError, match="order"):
         EANDARNConfig(order=3).validate()
+
+
+def test_lbfgs_refine_reaches_the_minimum_of_a_quadratic():
+    from ecgi_jax.solvers.neural._train import lbfgs_refine
+
+    H = jnp.asarray([[3.0, 1.0], [1.0, 2.0]])
+    b = jnp.asarray([1.0, -1.0])
+
+    def loss_fn(p, problem, t_idx):
+        x = p["x"]
+        total = 0.5 * x @ problem @ x - b @ x
+        return total, total[None]
+
+    params, losses = lbfgs_refine(loss_fn, {"x": jnp.zeros(2)}, H, jnp.arange(1), 30, chunk=10)
+    np.testing.assert_allclose(params["x"], jnp.linalg.solve(H, b), rtol=1e-4, atol=1e-5)
+    assert losses.shape == (30,) and losses[-1] <= losses[0]
+
+
+def test_lbfgs_finishing_stage_lowers_the_loss(tiny):
+    mesh, lap, A, U, V, Y = tiny
+    kw = dict(laplacian=lap, dt=0.1, config=EANDARNConfig(width=8, n_blocks=1, init="random"), key=jax.random.key(1))
+    adam = eand_arn(Y, A, train=TrainConfig(steps=40, chunk=20, progress=False), **kw)
+    both = eand_arn(Y, A, train=TrainConfig(steps=40, chunk=20, progress=False, lbfgs_steps=40), **kw)
+    np.testing.assert_array_equal(adam.history["loss"], both.history["loss"])  # same Adam stage
+    assert len(both.history["lbfgs_loss"]) == 40
+    # The full-batch loss after L-BFGS is below the last Adam iterate's (the stage keeps its best).
+    assert both.info["lbfgs_final_loss"] < 0.9 * both.history["lbfgs_loss"][0]

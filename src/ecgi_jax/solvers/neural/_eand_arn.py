@@ -9,6 +9,7 @@ with ∂/∂t by a finite-difference stencil over neighbouring samples and Δ by
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import NamedTuple
 
 import jax
@@ -21,7 +22,7 @@ from ...operators import SparseOperator, adjacency_from_sparse, stencil
 from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
 from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
 from ._networks import AdaptiveResNet, PDLNet
-from ._train import TrainConfig, TrainState, make_optimizer, make_step, run_training
+from ._train import TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
 
 __all__ = [
     "EANDARNConfig", "NeuralFit", "EANDARNSetup", "recovery_from_potential", "build_model", "start_solution",
@@ -272,9 +273,8 @@ def setup_eand_arn(
     return EANDARNSetup(state, problem, k_train, graphdef, info_start)
 
 
-def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t: int, dtype):
-    """The pure training step ``step(state, problem, key)`` of one problem (see :func:`make_step`);
-    only the static network structure and settings are closed over, so it vmaps over problems."""
+def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
+    """``loss_fn(params, problem, t_idx) -> (total, terms)`` of EAND-ARN (pure)."""
     cfg = config
     weights = jnp.asarray(cfg.weights, dtype)
 
@@ -283,7 +283,13 @@ def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t:
         terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
         return combine_terms(terms, weights, p.get("log_sigma")), terms
 
-    return make_step(loss_fn, make_optimizer(train), _sampler(cfg, n_t))
+    return loss_fn
+
+
+def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t: int, dtype):
+    """The pure training step ``step(state, problem, key)`` of one problem (see :func:`make_step`);
+    only the static network structure and settings are closed over, so it vmaps over problems."""
+    return make_step(make_eand_arn_loss(graphdef, config, dtype), make_optimizer(train), _sampler(config, n_t))
 
 
 def make_fields(graphdef, config: EANDARNConfig, n_t: int):
@@ -352,8 +358,17 @@ def eand_arn(
         step, setup.state, problem, setup.key, train, names=TERMS, monitor=monitor,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
     )
-    U, V = fields(state.params, problem)
-    return _neural_fit(U, V, state.params, graphdef, history, info, setup.info)
+    params = state.params
+    if train.lbfgs_steps and info["stopped"] != "diverged":
+        # Finishing stage on the full-batch loss (every sample; P-DL-style collocation: all samples).
+        loss_fn = make_eand_arn_loss(graphdef, config, dtype)
+        t0 = time.perf_counter()
+        params, lbfgs_losses = lbfgs_refine(loss_fn, params, problem, jnp.arange(n_t), train.lbfgs_steps)
+        history["lbfgs_loss"] = [float(v) for v in lbfgs_losses]
+        info["lbfgs_s"] = time.perf_counter() - t0
+        info["lbfgs_final_loss"] = float(loss_fn(params, problem, jnp.arange(n_t))[0])
+    U, V = fields(params, problem)
+    return _neural_fit(U, V, params, graphdef, history, info, setup.info)
 
 
 def _stack(trees):

@@ -47,6 +47,7 @@ def _eand_arn_settings(o: dict):
     )
     train = TrainConfig(
         steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
+        lbfgs_steps=o["lbfgs_steps"],
     )
     shared = dict(
         laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], adjacency=o["adjacency"],
@@ -95,11 +96,13 @@ def solve_eand_arn(
     chunk: int = 100,
     checkpoint_dir=None,
     checkpoint_every: int = 1,
+    lbfgs_steps: int = 0,
 ) -> Solution:
     """EAND-ARN (see :func:`~ecgi_jax.solvers.neural.eand_arn`). ``chunk``: optimizer steps per
     jitted call; ``checkpoint_dir``: save the training state every ``checkpoint_every`` chunks
     and resume from a checkpoint of the same run found there (bit-identical to an uninterrupted
-    run; a folder holding another run's checkpoint is refused)."""
+    run; a folder holding another run's checkpoint is refused); ``lbfgs_steps``: L-BFGS
+    iterations on the full-batch loss after Adam (0: none; not with :func:`~ecgi_jax.solve_batch`)."""
     o = dict(locals())
     options = _record_eand_arn(o)
     cfg, train, shared = _eand_arn_settings(o)
@@ -124,6 +127,8 @@ def batch_eand_arn(Y, A, *, keys=None, place=None, replicate=None, **options) ->
     if o["key"] is not None:
         raise TypeError("solve_batch takes per-problem keys through keys=, not key=.")
     cfg, train, shared = _eand_arn_settings(o)
+    if train.lbfgs_steps:
+        raise ValueError("lbfgs_steps is not supported by solve_batch (L-BFGS runs per problem); use solve() in a loop.")
     As = [A] * len(Y) if A.ndim == 2 else list(A)
     fits = eand_arn_batch(
         list(Y), As, config=cfg, train=train, keys=keys, starts=_per_problem_starts(o["start"], len(Y)),

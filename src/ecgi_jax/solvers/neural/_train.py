@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["TrainConfig", "TrainState", "make_optimizer", "make_step", "run_training"]
+__all__ = ["TrainConfig", "TrainState", "make_optimizer", "make_step", "run_training", "lbfgs_refine"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,8 @@ class TrainConfig:
     floored at ``min_learning_rate``), or with ``schedule="pdl"`` P-DL's three stages (the first
     third of the steps decaying from ``learning_rate``, then 2e-4, then 1e-4); ``chunk`` steps per jitted call; early stopping when the
     total loss has not improved by a relative ``min_delta`` for ``patience`` chunks
-    (``patience=0`` disables it).
+    (``patience=0`` disables it). ``lbfgs_steps > 0`` adds an L-BFGS finishing stage on the
+    full-batch loss after Adam (:func:`lbfgs_refine`; single problems only).
     """
 
     steps: int = 3000
@@ -45,6 +46,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     progress: bool = True
     schedule: str = "exponential"
+    lbfgs_steps: int = 0
 
     def validate(self) -> "TrainConfig":
         if self.steps < 1 or self.chunk < 1:
@@ -53,6 +55,8 @@ class TrainConfig:
             raise ValueError(
                 f"learning_rate must be > 0 and decay_rate in (0, 1]; got {self.learning_rate}, {self.decay_rate}."
             )
+        if not isinstance(self.lbfgs_steps, int) or self.lbfgs_steps < 0:
+            raise ValueError(f"lbfgs_steps must be an integer >= 0; got {self.lbfgs_steps!r}.")
         if self.schedule not in ("exponential", "pdl"):
             raise ValueError(f"schedule must be 'exponential' or 'pdl'; got {self.schedule!r}.")
         return self
@@ -283,3 +287,47 @@ def run_training(
     if batched:
         return state, histories, infos
     return state, histories[0], infos[0]
+
+
+def lbfgs_refine(loss_fn: Callable, params, problem, t_idx, steps: int, *, chunk: int = 50):
+    """Refine ``params`` by ``steps`` iterations of optax L-BFGS (zoom line search) on the
+    deterministic loss ``loss_fn(params, problem, t_idx)[0]``.
+
+    The iterations run in jitted ``lax.scan`` chunks with ``problem`` passed as an argument. Returns
+    ``(params, losses)``: the iterate with the lowest finite loss seen (the start included, so the
+    result is never worse than the start and a non-finite iterate is never returned) and the loss
+    per iteration.
+    """
+    if steps < 1:
+        return params, np.zeros(0)
+    opt = optax.lbfgs()
+
+    @jax.jit
+    def run(carry, problem, t_idx):
+        value = lambda p: loss_fn(p, problem, t_idx)[0]  # noqa: E731
+        value_and_grad = optax.value_and_grad_from_state(value)
+
+        def body(carry, _):
+            p, s, best, best_loss = carry
+            v, g = value_and_grad(p, state=s)
+            better = jnp.isfinite(v) & (v < best_loss)
+            best = jax.tree.map(lambda a, b: jnp.where(better, a, b), p, best)
+            best_loss = jnp.where(better, v, best_loss)
+            updates, s = opt.update(g, s, p, value=v, grad=g, value_fn=value)
+            return (optax.apply_updates(p, updates), s, best, best_loss), v
+
+        return jax.lax.scan(body, carry, None, length=chunk)
+
+    carry = (params, opt.init(params), params, jnp.asarray(jnp.inf, jnp.result_type(*jax.tree.leaves(params))))
+    losses = []
+    for _ in range(math.ceil(steps / chunk)):
+        carry, v = run(carry, problem, t_idx)
+        losses.append(np.asarray(v))
+        if not np.all(np.isfinite(losses[-1])):
+            break
+    p, _, best, best_loss = carry
+    # The last iterate has not been evaluated inside the scan: compare it once more.
+    last = float(loss_fn(p, problem, t_idx)[0])
+    if np.isfinite(last) and last < float(best_loss):
+        best = p
+    return best, np.concatenate(losses)[:steps]
