@@ -25,7 +25,9 @@ def _meta(folder: Path) -> dict:
                 data = json.loads(f.read_text())
             except json.JSONDecodeError:
                 continue
-            return data.get("meta", {}) if isinstance(data, dict) else {}
+            if not isinstance(data, dict):
+                return {}
+            return data.get("meta") or ({"args": data["args"]} if "args" in data else {})
     return {}
 
 
