@@ -11,6 +11,7 @@ Sections follow the order of the folder names; ``--intro`` prepends a hand-writt
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 from pathlib import Path
 
@@ -36,7 +37,12 @@ def _command(folder: Path, results: Path, meta: dict) -> str:
     args = meta.get("args") or {}
     flags = []
     for key, value in args.items():
-        if key in ("out", "shared", "data") or value in (None, False):
+        if isinstance(value, str):
+            try:  # some scripts record str(value): "[0.05, 0.1]", "False"
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                pass
+        if key in ("out", "shared", "data") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
