@@ -133,6 +133,10 @@ def main(argv=None):
 
     data = load_pdl(Path(args.shared) / "data" / "pdl-heart-torso")
     lap = SparseOperator.from_scipy(data.laplacian)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
+            "device": str(jax.devices()[0]), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+            "args": vars(args)}
     rows = []
     for node in args.pacing:
         sites = pacing_nodes(data.adjacency, node, args.patch)
@@ -143,14 +147,10 @@ def main(argv=None):
                     row = {"pacing": node, "patch": args.patch, "sigma": sigma, "seed": seed, **row}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
-            "device": str(jax.devices()[0]), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
-            "args": vars(args)}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    text = table(rows, args.sigmas)
-    (out / "table.md").write_text(text + "\n")
-    print(text)
+                # Written after every case, so that an interrupted sweep keeps what it finished.
+                (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+                (out / "table.md").write_text(table(rows, args.sigmas) + "\n")
+    print(table(rows, args.sigmas))
 
 
 if __name__ == "__main__":
