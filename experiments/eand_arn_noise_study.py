@@ -109,7 +109,8 @@ def table(rows, sigmas) -> str:
             sel = [r for r in rows if r["variant"] == name and r["sigma"] == sigma]
             if not sel:
                 continue
-            f = lambda k: f"{np.mean([r[k] for r in sel]):.3f} ± {np.std([r[k] for r in sel]):.3f}"  # noqa: E731
+            # Significant digits, not fixed decimals: the physics-based rows reach RE ~ 1e-4.
+            f = lambda k: f"{np.mean([r[k] for r in sel]):.3g} ± {np.std([r[k] for r in sel]):.2g}"  # noqa: E731
             lines.append(f"| {name} | {sigma} | {f('re')} | {f('mse')} | {f('cc')} | {f('at_mae')} | {len(sel)} |")
     return "\n".join(lines)
 
@@ -126,7 +127,15 @@ def main(argv=None):
     p.add_argument("--patch", type=int, default=0, help="pace from the node's k-ring (0: the node alone)")
     p.add_argument("--variants", nargs="+", default=list(ALL), choices=ALL)
     p.add_argument("--quick", action="store_true", help="one site, one seed, σ = 0.1, 100 steps")
+    p.add_argument("--table-only", action="store_true", help="rebuild table.md from <out>/results.json and exit")
     args = p.parse_args(argv)
+    if args.table_only:
+        out = Path(args.out or ROOT / "results" / ("eand_arn_noise_study" + (f"_patch{args.patch}" if args.patch else "")))
+        rows = json.loads((out / "results.json").read_text())["rows"]
+        text = table(rows, sorted({r["sigma"] for r in rows}))
+        (out / "table.md").write_text(text + "\n")
+        print(text)
+        return
     if args.quick:
         args.sigmas, args.pacing, args.seeds, args.steps, args.pdl_steps = [0.1], args.pacing[:1], [0], 100, 200
     out = Path(args.out or ROOT / "results" / ("eand_arn_noise_study" + (f"_patch{args.patch}" if args.patch else "")))
