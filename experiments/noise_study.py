@@ -56,7 +56,10 @@ from ecgi_jax.synthetic import make_case
 ROOT = Path(__file__).resolve().parents[1]
 NEURAL = ("eand-arn", "pdl", "hybrid")
 # Extra neural variants: label -> (registered method, options).
-NEURAL_VARIANTS = {"eand-arn (coordinate)": ("eand-arn", {"mode": "coordinate", "width": 64})}
+NEURAL_VARIANTS = {
+    "eand-arn (coordinate)": ("eand-arn", {"mode": "coordinate", "width": 64}),
+    "hybrid (eand-arn first)": ("hybrid", {"first": "eand-arn"}),
+}
 QUICK_METHODS = ("tikhonov-2", "spatiotemporal", "eand-arn")
 
 
