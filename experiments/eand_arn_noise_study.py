@@ -21,6 +21,11 @@ start, computed once per case, so that differences come from the variant alone):
 * ``stencil3`` — ablation: 3-point time stencil;
 * ``tik-start`` — EAND-ARN from the Tikhonov-2 (L-curve) start instead of the pacing search;
 * ``random-init`` — EAND-ARN from a random initialisation (no start, as a plain PINN);
+* ``head-init`` / ``tik-head`` — the PirateNet start: the output layer of the shallow (all α = 0)
+  network least-squares-fitted to the pacing-search / Tikhonov-2 map, instead of learning a
+  correction added to it;
+* ``learnable-w`` — learnable uncertainty weights instead of fixed ones;
+* ``tik-terms`` — with Tikhonov terms ``λ0 = λ2 = 1e-4`` added to the loss;
 * ``pacing-only`` — the pacing-search start itself, untrained (what the network adds is the
   difference to ``eand-arn``);
 * ``pdl`` — the P-DL baseline (5×10 tanh MLP, AD in time, learnable weights), ``--pdl-steps``.
@@ -56,6 +61,10 @@ VARIANTS = {
     "stencil3": {"order": 2},
     "tik-start": {"start": "tikhonov"},
     "random-init": {"init": "random", "learning_rate": 1e-3},
+    "head-init": {"init": "head"},
+    "tik-head": {"start": "tikhonov", "init": "head"},
+    "learnable-w": {"learnable_weights": True},
+    "tik-terms": {"weights": (1.0, 1.0, 1.0, 1e-4, 1e-4)},
 }
 CLASSICAL = ("tik2-oracle", "tik2-gcv")
 ALL = CLASSICAL + ("pacing-only",) + tuple(VARIANTS) + ("pdl",)
