@@ -92,17 +92,12 @@ def run_case(case, data, lap, variants, args, seed) -> list[dict]:
     start_s = time.perf_counter() - t0
     for name in variants:
         t0 = time.perf_counter()
-        if name == "tik2-oracle":
-            U = solve(case.Y, case.A, method="tikhonov-2", laplacian=lap, lambda_rule="oracle", truth=case.U).potentials
-        elif name == "tik2-gcv":
-            U = solve(case.Y, case.A, method="tikhonov-2", laplacian=lap).potentials
-        elif name == "pacing-only":
-            U = start[0]
-        elif name == "pdl":
-            U = solve(case.Y, case.A, method="pdl", steps=args.pdl_steps, key=key, **common).potentials
-        else:
-            opts = {"steps": args.steps, "start": start, **VARIANTS[name]}
-            U = solve(case.Y, case.A, method="eand-arn", key=key, **common, **opts).potentials
+        try:
+            U = _run_variant(name, case, data, lap, args, key, common, start)
+        except Exception as exc:  # keep the sweep going; the failure is recorded, not hidden
+            rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+            print(f"{name}: FAILED {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+            continue
         row = {"variant": name, **score(U, case), "time_s": time.perf_counter() - t0}
         if name == "pacing-only" or (name in VARIANTS and "start" not in VARIANTS[name] and VARIANTS[name].get("init") != "random"):
             row["time_s"] += start_s
@@ -111,11 +106,30 @@ def run_case(case, data, lap, variants, args, seed) -> list[dict]:
     return rows
 
 
+def _run_variant(name, case, data, lap, args, key, common, start):
+    """Heart potentials ``U`` of one variant on one case."""
+    if name == "tik2-oracle":
+        return solve(case.Y, case.A, method="tikhonov-2", laplacian=lap, lambda_rule="oracle", truth=case.U).potentials
+    if name == "tik2-gcv":
+        return solve(case.Y, case.A, method="tikhonov-2", laplacian=lap).potentials
+    if name == "pacing-only":
+        return start[0]
+    if name == "pdl":
+        pdl_common = {k: v for k, v in common.items() if k != "adjacency"}  # P-DL takes no adjacency
+        return solve(case.Y, case.A, method="pdl", steps=args.pdl_steps, key=key, **pdl_common).potentials
+    opts = {"steps": args.steps, "start": start, **VARIANTS[name]}
+    return solve(case.Y, case.A, method="eand-arn", key=key, **common, **opts).potentials
+
+
 def table(rows, sigmas) -> str:
     lines = ["| variant | σ | RE | MSE | CC | AT err | n |", "|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["variant"] for r in rows):
         for sigma in sigmas:
             sel = [r for r in rows if r["variant"] == name and r["sigma"] == sigma]
+            failed = [r for r in sel if "error" in r]
+            sel = [r for r in sel if "error" not in r]
+            if failed:
+                lines.append(f"| {name} | {sigma} | failed ({len(failed)}×): {failed[0]['error'][:100]} | | | | |")
             if not sel:
                 continue
             # Significant digits, not fixed decimals: the physics-based rows reach RE ~ 1e-4.

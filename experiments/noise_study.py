@@ -189,8 +189,9 @@ def meta(args) -> dict:
     }
 
 
-def write_outputs(out: Path, rows: list[dict], info: dict, table: str, extra: dict | None = None) -> None:
-    """``results.json`` (meta + rows [+ extra]), ``results.csv`` and ``table.md``; prints the table."""
+def write_outputs(out: Path, rows: list[dict], info: dict, table: str, extra: dict | None = None, quiet: bool = False) -> None:
+    """``results.json`` (meta + rows [+ extra]), ``results.csv`` and ``table.md``; prints the table
+    unless ``quiet``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": info, "rows": rows, **(extra or {})}, indent=1, default=str))
     if rows:
@@ -200,8 +201,9 @@ def write_outputs(out: Path, rows: list[dict], info: dict, table: str, extra: di
             w.writeheader()
             w.writerows(rows)
     (out / "table.md").write_text(table + "\n")
-    print()
-    print(table)
+    if not quiet:
+        print()
+        print(table)
 
 
 def apply_quick(parser, args, settings: dict) -> None:
@@ -234,7 +236,9 @@ def noise_label(kind: str, level: float) -> str:
     return f"σ={level:g}" if kind == "sigma" else f"{level:g} dB"
 
 
-def run_geometry(setup: Setup, args, configs) -> tuple[list[dict], list[dict]]:
+def run_geometry(setup: Setup, args, configs, on_method=None) -> tuple[list[dict], list[dict]]:
+    """Rows and failures of every method on one geometry; ``on_method(rows, failures)`` is called
+    after each method (the caller saves partial results, so a long sweep that is stopped keeps them)."""
     rows, failures = [], []
     levels = noise_levels(args)
     for pace in farthest_nodes(setup.vertices, args.n_pacing):
@@ -257,6 +261,8 @@ def run_geometry(setup: Setup, args, configs) -> tuple[list[dict], list[dict]]:
                 msg = f"{type(exc).__name__}: {exc}"
                 failures.append(dict(geometry=setup.name, pacing=pace, method=label, error=msg[:2000]))
                 print(f"[{setup.name}] pace={pace} {label}: FAILED {msg[:300]}", flush=True)
+                if on_method:
+                    on_method(rows, failures)
                 continue
             for p, sol in zip(problems, sols):
                 d = sol.diagnostics
@@ -268,6 +274,8 @@ def run_geometry(setup: Setup, args, configs) -> tuple[list[dict], list[dict]]:
             last = rows[-len(sols):]
             print(f"[{setup.name}] pace={pace} {label:32s} RE={np.mean([r['re'] for r in last]):.3f} "
                   f"CC={np.mean([r['cc'] for r in last]):.3f} ({per:.1f} s/problem)", flush=True)
+            if on_method:
+                on_method(rows, failures)
     return rows, failures
 
 
@@ -354,16 +362,23 @@ def main(argv=None):
     configs = configurations(methods, args.rules, args.steps, args.pdl_steps or args.steps)
 
     rows, failures = [], []
+    info = meta(args)
+    info["methods_registered"] = list(ecgi_jax.METHODS)
+
+    def save_partial(r, f):
+        all_rows, all_failures = rows + r, failures + f
+        info["complete"] = False
+        write_outputs(args.out, all_rows, info, table(all_rows, all_failures), {"failures": all_failures}, quiet=True)
+
     for name in args.geometries:
         if name == "pdl":
             setup = pdl_setup(args.shared, args.n_samples)
         else:
             setup = default_setup(tuple(args.default_size), args.n_samples)
-        r, f = run_geometry(setup, args, configs)
+        r, f = run_geometry(setup, args, configs, on_method=save_partial)
         rows += r
         failures += f
-    info = meta(args)
-    info["methods_registered"] = list(ecgi_jax.METHODS)
+    info["complete"] = True
     write_outputs(args.out, rows, info, table(rows, failures), {"failures": failures})
     if rows:
         figure(rows, args.out / "error_vs_noise.png")
