@@ -24,7 +24,7 @@ whose true u reaches 0.5 within the window (``cc_all`` in the JSON: over every n
 MAE (AP time units; estimate: per-node normalised 50 % threshold) on the same nodes. ap-shooting's estimates (D, onset, distance of the found site from the true
 one) and their Laplace sds are listed too.
 
-Writes ``table.json`` and ``table.csv`` under ``--out`` (default ``results/model_mismatch``) and
+Writes ``table.json``, ``table.csv`` and ``table.md`` under ``--out`` (default ``results/model_mismatch``) and
 prints the table. Timings are wall-clock on the machine it ran on (see ``meta``).
 """
 
@@ -177,6 +177,7 @@ def main(argv=None):
         machine=platform.processor() or platform.machine(), cpus=os.cpu_count(), jax=jax.__version__,
         backend=jax.default_backend(), samples=args.samples, sigma=args.sigma, node=args.node, seed=args.seed,
         eand_steps=args.eand_steps, quick=args.quick, total_s=round(time.perf_counter() - t_all, 1),
+        date=time.strftime("%Y-%m-%d %H:%M"), args=vars(args),
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,8 +187,10 @@ def main(argv=None):
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    print(format_table(rows))
-    print(f"total {meta['total_s']} s; wrote {out / 'table.json'} and {out / 'table.csv'}")
+    text = format_table(rows)
+    (out / "table.md").write_text(text + "\n")
+    print(text)
+    print(f"total {meta['total_s']} s; wrote table.json, table.csv and table.md under {out}")
     return rows
 
 
