@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -101,7 +103,9 @@ def main(argv=None):
                     )
 
     with open(args.out / "results.json", "w") as f:
-        json.dump(dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows), f, indent=1)
+        meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=platform.platform(), cpus=os.cpu_count(),
+                    device=str(jax.devices()[0]), jax=jax.__version__, args={k: str(v) for k, v in vars(args).items()})
+        json.dump(dict(meta=meta, args=meta["args"], rows=rows), f, indent=1)
     with open(args.out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def _command(folder: Path, results: Path, meta: dict) -> str:
         if value is True:
             flags.append(flag)
         elif isinstance(value, (list, tuple)):
-            flags.append(flag + " " + " ".join(str(v) for v in value))
+            flags.append(" ".join([flag] + [str(v) for v in value]))
         else:
             flags.append(f"{flag} {value}")
     return f"python experiments/{script}.py " + " ".join(flags)
@@ -65,7 +66,7 @@ def section(folder: Path, results: Path, out_dir: Path) -> str:
         lines.append("Run: " + "; ".join(str(f) for f in facts))
     lines += ["", (folder / "table.md").read_text().strip(), ""]
     for png in sorted(folder.glob("*.png")):
-        lines.append(f"![{png.stem}]({png.relative_to(out_dir).as_posix()})")
+        lines.append(f"![{png.stem}]({Path(os.path.relpath(png, out_dir)).as_posix()})")
     return "\n".join(lines).rstrip() + "\n"
 
 
