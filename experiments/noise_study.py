@@ -289,8 +289,8 @@ def table(rows: list[dict], failures: list[dict]) -> str:
                     continue
                 name = m + (" (benchmark-only)" if sel[0]["benchmark_only"] else "")
                 lines.append(
-                    f"| {geo} | {noise} | {name} | {mean_std(sel, 're')} | {mean_std(sel, 'cc')} | "
-                    f"{mean_std(sel, 'at_mae', '.2f')} | {mean_std(sel, 'at_cc')} | {np.mean([r['time_s'] for r in sel]):.2f} | {len(sel)} |"
+                    f"| {geo} | {noise} | {name} | {mean_std(sel, 're', '.3g')} | {mean_std(sel, 'cc')} | "
+                    f"{mean_std(sel, 'at_mae', '.3g')} | {mean_std(sel, 'at_cc')} | {np.mean([r['time_s'] for r in sel]):.2f} | {len(sel)} |"
                 )
     for f in failures:
         lines.append(f"| {f['geometry']} | – | {f['method']} | failed: {f['error'][:120]} | | | | | |")

@@ -169,7 +169,7 @@ def table(rows, failures) -> str:
             for m in dict.fromkeys(r["method"] for r in rows):
                 sel = [r for r in rows if r["study"] == study and r["level"] == level and r["method"] == m]
                 if sel:
-                    lines.append(f"| {study} | {level:g} | {m} | {mean_std(sel, 're')} | {mean_std(sel, 'cc')} | "
+                    lines.append(f"| {study} | {level:g} | {m} | {mean_std(sel, 're', '.3g')} | {mean_std(sel, 'cc')} | "
                                  f"{mean_std(sel, 'at_mae', '.2f')} | {mean_std(sel, 'at_cc')} | {len(sel)} |")
     for f in failures:
         lines.append(f"| {', '.join(f['studies'])} | – | {f['method']} | failed: {f['error'][:120]} | | | | |")

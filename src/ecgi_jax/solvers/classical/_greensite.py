@@ -14,6 +14,9 @@ in the data: the method's only changes are the truncation and the per-component 
 
 All components share one (G)SVD of ``(A, R)`` (:func:`~._tikhonov.factorize`); each λ_j is chosen
 by a rule of :mod:`._lambda` on that component's own :func:`~._tikhonov.tikhonov_path` (vmapped).
+A weak component has an L-curve without a clear corner, so the per-component L-curve can pick a
+far too small λ_j: in ``experiments/noise_study.py`` (default phantom, 20 dB, 6 problems) it gave
+RE 5.9 ± 8 where GCV gave 0.36 and the best λ 0.24. GCV is the default and the safer rule here.
 
 Rank rules (:func:`greensite_rank`): an explicit ``k``; an energy fraction (smallest ``k`` with
 ``Σ_{j≤k} s_j² ≥ energy·Σ s_j²``); or, by default, the noise rule ``s_j > σ(√M + √T)`` — the
