@@ -74,15 +74,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--out", default=str(ROOT / "RESULTS.md"))
-    p.add_argument("--intro", default=None, help="markdown file to put before the sections")
+    p.add_argument("--intro", default=str(ROOT / "experiments" / "results_intro.md"),
+                   help="markdown file to put before the sections (default: experiments/results_intro.md)")
     args = p.parse_args(argv)
     results, out = Path(args.results), Path(args.out)
     if not results.is_dir():
         raise SystemExit(f"results_md: no results folder at {results}; run an experiment first.")
     folders = sorted({t.parent for t in results.rglob("table.md")})
-    parts = ["# Results", ""]
-    if args.intro:
-        parts += [Path(args.intro).read_text().strip(), ""]
+    intro = Path(args.intro) if args.intro else None
+    parts = [intro.read_text().strip(), ""] if intro and intro.is_file() else ["# Results", ""]
     parts += [section(f, results, out.parent) for f in folders]
     out.write_text("\n".join(parts))
     print(f"wrote {out} ({len(folders)} sections)")
