@@ -42,6 +42,8 @@ Comparisons:
   these methods explain ``Y = A·u`` with ``u ∈ [0, 1]``, while here ``Y`` is ``A`` times
   electrograms in mV. (Quick run, one beat: ap-shooting's fit ended at misfit 1.0 with u ≡ 0,
   i.e. no node activates; column ``activated`` reports the fraction of good nodes that do.)
+* ``activation-based`` explains the data by a tanh *upstroke* per node (activation times as the
+  unknowns), so it is scored the same way: upstroke times of its reconstruction, no RE/CC.
 * Row ``measured (downslope)``: our downslope estimator applied to the measured electrograms,
   i.e. how far the authors' activation times and our estimator disagree before any inverse.
 
@@ -80,6 +82,9 @@ from noise_study import NEURAL, Setup, apply_quick, configurations, mean_std, me
 
 ROOT = Path(__file__).resolve().parents[1]
 AP_METHODS = ("ap-shooting", "eand-arn", "hybrid", "pdl")
+# Classical methods whose potentials are a parametrized upstroke (not an electrogram): scored like
+# the AP methods, through the upstroke times of their reconstruction.
+UPSTROKE_METHODS = ("activation-based",)
 QUICK_METHODS = ("tikhonov-2", "spatiotemporal")
 
 
@@ -229,7 +234,7 @@ def main(argv=None):
                 continue
             for pr, sol in zip(problems, sols):
                 U = np.asarray(sol.U, np.float64)
-                if ap:  # transmembrane u: activation times only
+                if ap or method in UPSTROKE_METHODS:  # transmembrane-like upstrokes: activation times only
                     at_hat = upstroke_times(U)
                     row = dict(re=None, cc=None, compared="activation (u upstroke)")
                 else:
