@@ -191,8 +191,8 @@ def _demo(args) -> int:
     _say(f"{'method':24s} {'RE':>7s} {'CC':>7s} {'AT err':>8s} {'time':>8s}")
     for name, r in results.items():
         _say(
-            f"{name:24s} {r['relative_error']:7.3f} {r['correlation_time']:7.3f} "
-            f"{r['activation_mae']:8.2f} {r['time_s']:7.1f}s"
+            f"{name:24s} {r['relative_error']:7.3g} {r['correlation_time']:7.3f} "
+            f"{r['activation_mae']:8.3g} {r['time_s']:7.1f}s"
         )
     _say("")
     written = []
