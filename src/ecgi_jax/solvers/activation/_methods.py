@@ -27,6 +27,11 @@ def solve_activation_based(
     Minimises ``||Y - A U(tau)||^2 + lam ||L tau||^2`` with ``U_i(t) = (1 + tanh((t - tau_i)/width))/2``
     (see :mod:`ecgi_jax.solvers.activation._activation_inverse`).
 
+    The model is a unit upstroke that never comes back down: pass the depolarization window only
+    (the QRS). On a whole beat that also repolarizes (``experiments/noise_study.py``, P-DL, 66 AP
+    time units) the fit failed (RE 1.15, activation-time error 43 units), and on body potentials
+    of extracellular electrograms in mV (``experiments/utah_recordings.py``) no node activates.
+
     Options:
         laplacian: ``(N, N)`` operator (dense, scipy sparse or SparseOperator) for ``L``; ``None``:
             no spatial regularisation. dt: sampling step (``t = dt * arange(T)``).
@@ -74,5 +79,6 @@ def solve_activation_based(
 register_method(
     "activation-based",
     solve_activation_based,
-    "activation times as unknowns of a tanh upstroke, Levenberg-Marquardt with ||L tau||^2",
+    "activation times as unknowns of a tanh upstroke, Levenberg-Marquardt with ||L tau||^2; give it the "
+    "depolarization window only (it models no repolarization).",
 )
