@@ -14,6 +14,7 @@ import argparse
 import ast
 import json
 import os
+import shlex
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,12 @@ def _meta(folder: Path) -> dict:
 
 
 def _command(folder: Path, results: Path, meta: dict) -> str:
-    script = folder.relative_to(results).parts[0]
+    name = folder.relative_to(results).parts[0]
+    # Folder names are the script's name, or the script's name + a suffix given with --out.
+    scripts = sorted((p.stem for p in (ROOT / "experiments").glob("*.py")), key=len, reverse=True)
+    script = next((s for s in scripts if name == s or name.startswith(s + "_")), name)
     args = meta.get("args") or {}
-    flags = []
+    flags = [] if name == script else [f"--out results/{name}"]
     for key, value in args.items():
         if isinstance(value, str):
             try:  # some scripts record str(value): "[0.05, 0.1]", "False"
@@ -49,7 +53,7 @@ def _command(folder: Path, results: Path, meta: dict) -> str:
         if value is True:
             flags.append(flag)
         elif isinstance(value, (list, tuple)):
-            flags.append(" ".join([flag] + [str(v) for v in value]))
+            flags.append(" ".join([flag] + [shlex.quote(str(v)) for v in value]))
         else:
             flags.append(f"{flag} {value}")
     return f"python experiments/{script}.py " + " ".join(flags)
