@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from ecgi_jax import forward, operators, solve
 from ecgi_jax.geometry import Mesh, icosphere, sphere_mesh
 
-FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-VERY_FEW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEW = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+VERY_FEW = settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @contextlib.contextmanager
@@ -131,7 +131,10 @@ def test_stencils_are_exact_on_polynomials_up_to_their_order(derivative, order, 
     # One degree more is NOT exact in general (the property is sharp): the error is nonzero.
     q = np.polynomial.Polynomial(np.r_[np.zeros(order + 1), 1.0])
     if derivative == 1:
-        assert np.abs(D @ q(t) - q.deriv(1)(t)).max() > tol
+        # Round-off bound of *this* polynomial (p's can be far larger: a small dt shrinks q(t) to
+        # ~1e-9 while p(t) stays O(1), and the truncation error ~1e-8 then fell below p's bound).
+        tol_q = 1e-9 * np.abs(D).sum(axis=1).max() * np.abs(q(t)).max()
+        assert np.abs(D @ q(t) - q.deriv(1)(t)).max() > tol_q
 
 
 # ----------------------------------------------------------------------------------------------
