@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +29,9 @@ from ecgi_jax.datasets import load_pdl
 from ecgi_jax.metrics import activation_time_error, mean_correlation, relative_error
 from ecgi_jax.operators import SparseOperator, edge_gradient
 from ecgi_jax.synthetic import make_case
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noise_study import meta  # noqa: E402  (one definition of what a run records)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,9 +105,7 @@ def main(argv=None):
                     )
 
     with open(args.out / "results.json", "w") as f:
-        meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), machine=platform.platform(), cpus=os.cpu_count(),
-                    device=str(jax.devices()[0]), jax=jax.__version__, args={k: str(v) for k, v in vars(args).items()})
-        json.dump(dict(meta=meta, args=meta["args"], rows=rows), f, indent=1)
+        json.dump(dict(meta=meta(args), rows=rows), f, indent=1)
     with open(args.out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +50,9 @@ from ecgi_jax.datasets import load_pdl
 from ecgi_jax.operators import SparseOperator
 from ecgi_jax.solvers.neural import start_solution
 from ecgi_jax.synthetic import make_case, pacing_nodes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noise_study import meta  # noqa: E402  (one definition of what a run records)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,8 +155,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="one site, one seed, σ = 0.1, 100 steps")
     p.add_argument("--table-only", action="store_true", help="rebuild table.md from <out>/results.json and exit")
     args = p.parse_args(argv)
+    out = Path(args.out or ROOT / "results" / ("eand_arn_noise_study" + (f"_patch{args.patch}" if args.patch else "")))
     if args.table_only:
-        out = Path(args.out or ROOT / "results" / ("eand_arn_noise_study" + (f"_patch{args.patch}" if args.patch else "")))
         rows = json.loads((out / "results.json").read_text())["rows"]
         text = table(rows, sorted({r["sigma"] for r in rows}))
         (out / "table.md").write_text(text + "\n")
@@ -161,14 +164,11 @@ def main(argv=None):
         return
     if args.quick:
         args.sigmas, args.pacing, args.seeds, args.steps, args.pdl_steps = [0.1], args.pacing[:1], [0], 100, 200
-    out = Path(args.out or ROOT / "results" / ("eand_arn_noise_study" + (f"_patch{args.patch}" if args.patch else "")))
 
     data = load_pdl(Path(args.shared) / "data" / "pdl-heart-torso")
     lap = SparseOperator.from_scipy(data.laplacian)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
-            "device": str(jax.devices()[0]), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
-            "args": vars(args)}
+    info = meta(args)
     rows = []
     for node in args.pacing:
         sites = pacing_nodes(data.adjacency, node, args.patch)
@@ -180,7 +180,7 @@ def main(argv=None):
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 # Written after every case, so that an interrupted sweep keeps what it finished.
-                (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+                (out / "results.json").write_text(json.dumps({"meta": info, "rows": rows}, indent=1))
                 (out / "table.md").write_text(table(rows, args.sigmas) + "\n")
     print(table(rows, args.sigmas))
 

@@ -34,8 +34,7 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +49,9 @@ from ecgi_jax.ep import APParams, simulate, stable_substeps
 from ecgi_jax.forward import add_noise
 from ecgi_jax.operators import SparseOperator
 from ecgi_jax.synthetic import pacing_nodes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noise_study import meta  # noqa: E402  (one definition of what a run records)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("crime", "fine-dt", "laplacian", "D-20", "D+20", "a-20", "a+20", "scar", "patch7")
@@ -105,6 +107,11 @@ def truth_for(scenario, data, lap, node, n_samples, dtype):
     return U, V, note
 
 
+def _mean_over(mask, values) -> float:
+    """Mean of ``values`` over the nodes where ``mask`` holds (0 when none does)."""
+    return float(jnp.sum(jnp.where(mask, values, 0.0)) / max(int(mask.sum()), 1))
+
+
 def run_method(method, Y, A, lap, data, args, key):
     common = dict(laplacian=lap, dt=data.dt, vertices=data.vertices, adjacency=data.adjacency)
     if method == "tik2-gcv":
@@ -154,13 +161,13 @@ def main(argv=None):
             # on their sub-threshold wiggle would be noise.
             t_true, reached = metrics.activation_times(U, data.dt, normalize=False, return_mask=True)
             t_hat = metrics.activation_times(sol.U, data.dt)
-            at_mae = float(jnp.sum(jnp.where(reached, jnp.abs(t_hat - t_true), 0.0)) / max(int(reached.sum()), 1))
+            at_mae = _mean_over(reached, jnp.abs(t_hat - t_true))
             row = dict(
                 scenario=scenario, truth=note, method=method,
                 re=float(metrics.relative_error(sol.U, U)),
                 # Time-course correlation over the same reached nodes: at a node still at rest the
                 # truth is a sub-threshold wiggle, and its correlation with any estimate is noise.
-                cc=float(jnp.sum(jnp.where(reached, metrics.correlation(sol.U, U, "time"), 0.0)) / max(int(reached.sum()), 1)),
+                cc=_mean_over(reached, metrics.correlation(sol.U, U, "time")),
                 cc_all=float(metrics.mean_correlation(sol.U, U)),
                 at_mae=at_mae, at_nodes=int(reached.sum()), time_s=round(elapsed, 2),
             )
@@ -173,15 +180,10 @@ def main(argv=None):
                 )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = dict(
-        machine=platform.processor() or platform.machine(), cpus=os.cpu_count(), jax=jax.__version__,
-        backend=jax.default_backend(), samples=args.samples, sigma=args.sigma, node=args.node, seed=args.seed,
-        eand_steps=args.eand_steps, quick=args.quick, total_s=round(time.perf_counter() - t_all, 1),
-        date=time.strftime("%Y-%m-%d %H:%M"), args=vars(args),
-    )
+    info = dict(meta(args), backend=jax.default_backend(), total_s=round(time.perf_counter() - t_all, 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (out / "table.json").write_text(json.dumps({"meta": info, "rows": rows}, indent=1))
     keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
     with open(out / "table.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
@@ -190,7 +192,7 @@ def main(argv=None):
     text = format_table(rows)
     (out / "table.md").write_text(text + "\n")
     print(text)
-    print(f"total {meta['total_s']} s; wrote table.json, table.csv and table.md under {out}")
+    print(f"total {info['total_s']} s; wrote table.json, table.csv and table.md under {out}")
     return rows
 
 
