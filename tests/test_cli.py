@@ -159,10 +159,12 @@ def test_experiment_runs_main_with_the_arguments(tmp_path, monkeypatch, capsys):
         f"    pathlib.Path({str(tmp_path / 'argv.json')!r}).write_text(json.dumps(argv))\n"
         "    return 3\n"
     )
+    (exp / "rows.py").write_text("def main(argv=None):\n    return [{'re': 0.1}]\n")  # returns its results
     (exp / "nomain.py").write_text("x = 1\n")
     monkeypatch.setattr(cli, "_experiments_dir", lambda: exp)
     assert cli.main(["experiment", "hello", "--sigmas", "0.1", "--quick"]) == 3
     assert (tmp_path / "argv.json").read_text() == '["--sigmas", "0.1", "--quick"]'
+    assert cli.main(["experiment", "rows"]) == 0
     assert "has no main(argv)" in _error(capsys, ["experiment", "nomain"])
 
 

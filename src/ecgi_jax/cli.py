@@ -430,7 +430,9 @@ def _experiment(args) -> int:
     if not callable(getattr(module, "main", None)):
         raise UserError(f"{path} has no main(argv) function to run.")
     _say(f"running experiment {args.name} ({path}) ...")
-    return int(module.main(list(args.args)) or 0)
+    status = module.main(list(args.args))
+    # An int is an exit status; anything else (a main that returns its rows, or None) means success.
+    return status if isinstance(status, int) and not isinstance(status, bool) else 0
 
 
 def _bench(args) -> int:
