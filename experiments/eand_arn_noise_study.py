@@ -19,6 +19,8 @@ start, computed once per case, so that differences come from the variant alone):
 * ``ad-time`` — ablation: coordinate network with ∂/∂t by autodiff (P-DL's way), pacing start;
 * ``plain-res`` — ablation: plain residual blocks ``x + F(x)`` instead of adaptive ones;
 * ``stencil3`` — ablation: 3-point time stencil;
+* ``free-grid`` / ``free-grid-tik`` — the reference: the same loss with ``U, V`` as free
+  variables (no network), from the pacing / Tikhonov-2 start;
 * ``tik-start`` — EAND-ARN from the Tikhonov-2 (L-curve) start instead of the pacing search;
 * ``random-init`` — EAND-ARN from a random initialisation (no start, as a plain PINN);
 * ``head-init`` / ``tik-head`` — the PirateNet start: the output layer of the shallow (all α = 0)
@@ -62,6 +64,8 @@ VARIANTS = {
     "ad-time": {"mode": "coordinate", "width": 64, "derivative": "autodiff"},
     "plain-res": {"adaptive": False},
     "stencil3": {"order": 2},
+    "free-grid": {"mode": "grid"},
+    "free-grid-tik": {"mode": "grid", "start": "tikhonov"},
     "tik-start": {"start": "tikhonov"},
     "random-init": {"init": "random", "learning_rate": 1e-3},
     "head-init": {"init": "head"},

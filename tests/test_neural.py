@@ -103,6 +103,39 @@ def test_loss_gradient_matches_finite_differences(tiny, x64, mode, derivative):
     np.testing.assert_allclose(float(g @ direction), float(fd), rtol=1e-6, atol=1e-12)
 
 
+def test_free_grid_loss_is_the_loss_of_the_fields_themselves(tiny, x64):
+    """mode='grid': the parameters are corrections of the start fields, and the loss and its
+    gradient equal the terms written out by hand on ``U0 + dU, V0 + dV``."""
+    from ecgi_jax.ep import ap_residual
+
+    mesh, lap, A, U, V, Y = tiny
+    A, Y = jnp.asarray(A, jnp.float64), jnp.asarray(Y, jnp.float64)
+    U0, V0 = jnp.asarray(U, jnp.float64), jnp.asarray(V, jnp.float64)
+    problem = _problem(mesh, lap, A, Y, (U0, V0))
+    model = build_model(EANDARNConfig(mode="grid"), mesh.n_vertices, A.shape[0], jax.random.key(0), N_T, jnp.float64)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    assert float(jnp.abs(params["U"][...]).max()) == 0.0  # training starts exactly at the start
+    dU = 0.01 * jax.random.normal(jax.random.key(1), U0.shape, jnp.float64)
+    dV = 0.01 * jax.random.normal(jax.random.key(2), U0.shape, jnp.float64)
+    params["U"][...], params["V"][...] = dU, dV
+    lap64 = lap.astype(jnp.float64)
+
+    def by_hand(dU, dV):
+        Uh, Vh = U0 + dU, V0 + dV
+        ru, rv = ap_residual(Uh, Vh, lap64, APParams(), 0.1, order=4, mode="same")
+        data = jnp.mean((A @ Uh - Y) ** 2) / jnp.var(Y)
+        return jnp.stack([data, jnp.mean(ru**2), jnp.mean(rv**2), jnp.mean(Uh**2), jnp.mean((lap64 @ Uh) ** 2)])
+
+    def through_the_solver(p):
+        return physics_loss((p, rest), graphdef, problem, jnp.arange(N_T), mode="grid", order=4, derivative="numerical")
+
+    np.testing.assert_allclose(through_the_solver(params), by_hand(dU, dV), rtol=1e-12)
+    g = jax.grad(lambda p: jnp.sum(through_the_solver(p)))(params)
+    gu, gv = jax.grad(lambda a, b: jnp.sum(by_hand(a, b)), argnums=(0, 1))(dU, dV)
+    np.testing.assert_allclose(g["U"][...], gu, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(g["V"][...], gv, rtol=1e-10, atol=1e-14)
+
+
 def test_loss_jit_matches_eager_and_vmap_matches_loop(tiny):
     mesh, lap, A, U, V, Y = tiny
     cfg = EANDARNConfig(width=16, n_blocks=2)
@@ -210,6 +243,8 @@ def test_bad_configuration_is_rejected():
         EANDARNConfig(init="magic").validate()
     with pytest.raises(ValueError, match="order"):
         EANDARNConfig(order=3).validate()
+    with pytest.raises(ValueError, match="mode='grid' has none"):
+        EANDARNConfig(mode="grid", init="head").validate()
 
 
 def test_lbfgs_refine_reaches_the_minimum_of_a_quadratic():

@@ -21,7 +21,7 @@ from ...ep import APParams, ap_rhs
 from ...operators import SparseOperator, adjacency_from_sparse, stencil
 from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
 from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
-from ._networks import AdaptiveResNet, PDLNet
+from ._networks import AdaptiveResNet, FreeGrid, PDLNet
 from ._train import TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
 
 __all__ = [
@@ -40,8 +40,9 @@ class EANDARNConfig:
     """Model and loss settings of EAND-ARN (static: hashable, part of the compiled program).
 
     Attributes:
-        mode: ``"body"`` (network input: body potentials at one time) or ``"coordinate"``
-            (network input: node position and time).
+        mode: ``"body"`` (network input: body potentials at one time), ``"coordinate"``
+            (network input: node position and time) or ``"grid"`` (no network: ``U, V`` are
+            free variables — the reference; the network settings are then unused).
         width, n_blocks, block_depth, activation, fourier_features, fourier_scale: network shape.
         adaptive: adaptive residual blocks (``False``: plain residual blocks, an ablation).
         architecture: ``"adaptive-resnet"``, or ``"pdl-mlp"`` (P-DL's plain ``n_blocks × width``
@@ -92,6 +93,8 @@ class EANDARNConfig:
             raise ValueError("architecture='pdl-mlp' is P-DL's coordinate network: it needs mode='coordinate'.")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
+        if self.mode == "grid" and self.init == "head":
+            raise ValueError("init='head' fits a network's output layer; mode='grid' has none (use init='residual').")
         if self.windows is not None and self.windows < 1:
             raise ValueError(f"windows must be None or >= 1; got {self.windows}.")
         stencil(1, self.order)
@@ -132,7 +135,12 @@ def recovery_from_potential(U, dt, params: APParams = APParams(), substeps: int 
     return jnp.concatenate([zero[:, None], vs.T], axis=1)
 
 
-def build_model(cfg: EANDARNConfig, n_nodes: int, n_leads: int, key):
+def build_model(cfg: EANDARNConfig, n_nodes: int, n_leads: int, key, n_samples: int | None = None, dtype=jnp.float32):
+    """The network of ``cfg`` (``n_samples`` and ``dtype`` are used by ``mode="grid"`` only)."""
+    if cfg.mode == "grid":
+        if n_samples is None:
+            raise ValueError("mode='grid' needs n_samples: the free fields are (n_nodes, n_samples).")
+        return FreeGrid(n_nodes, n_samples, dtype)
     in_f, out_f = (n_leads, 2 * n_nodes) if cfg.mode == "body" else (4, 2)
     if cfg.architecture == "pdl-mlp":
         return PDLNet(in_f, out_f, width=cfg.width, n_layers=cfg.n_blocks, rngs=nnx.Rngs(params=key))
@@ -257,8 +265,10 @@ def setup_eand_arn(
     problem = InverseProblem(Y, A, lap, jnp.asarray(dt, dtype), ap, inputs)
 
     k_model, k_fit, k_train = jax.random.split(key, 3)
-    model = build_model(cfg, n, m, k_model)
-    if cfg.init == "head":
+    model = build_model(cfg, n, m, k_model, n_samples=n_t, dtype=dtype)
+    if cfg.mode == "grid":
+        pass  # the free fields start at zero: training begins exactly at the start solution
+    elif cfg.init == "head":
         _fit_head(model, inputs, U0, V0, cfg, k_fit)
     elif residual:
         model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])

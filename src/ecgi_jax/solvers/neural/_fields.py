@@ -8,6 +8,8 @@ Two input modes (EAND-ARN supports both; P-DL uses the coordinate mode):
 * ``"coordinate"`` — the network maps ``(x, y, z, t)`` scaled to ``[−1, 1]`` to ``(u, v)``. One call
   per node and time sample. Time derivatives can then also be taken by automatic differentiation
   (the P-DL way), used by the ablation and the P-DL baseline.
+* ``"grid"`` — no network: the fields at every node and sample are free variables
+  (:class:`~ecgi_jax.solvers.neural._networks.FreeGrid`), the reference parametrisation.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ...operators import time_derivative
 
 __all__ = ["FieldInputs", "make_inputs", "evaluate_fields", "fields_and_time_derivatives"]
 
-MODES = ("body", "coordinate")
+MODES = ("body", "coordinate", "grid")
 
 
 class FieldInputs(NamedTuple):
@@ -70,7 +72,10 @@ def evaluate_fields(graphdef, params, inputs: FieldInputs, t_idx, mode: str):
     for body mode; trailing axes are flattened and restored)."""
     shape = t_idx.shape
     flat = t_idx.reshape(-1)
-    if mode == "body":
+    if mode == "grid":
+        grid = nnx.merge(graphdef, *params)
+        U, V = grid.U[...][:, flat], grid.V[...][:, flat]
+    elif mode == "body":
         out = _apply(graphdef, params, inputs.body[flat])  # (k, 2n)
         n = out.shape[-1] // 2
         U, V = out[:, :n].T, out[:, n:].T

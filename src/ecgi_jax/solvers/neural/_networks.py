@@ -6,6 +6,8 @@
   α's grow), and a linear head. ``adaptive=False`` gives the plain-residual ablation
   ``x ← F(x) + x``.
 * :class:`PDLNet` — the P-DL predecessor's plain MLP with a trainable activation slope.
+* :class:`FreeGrid` — no network: the fields ``U, V (n, t)`` themselves are the parameters (the
+  reference that shows what the network parametrisation adds to the same loss).
 
 Training code never calls these modules inside jitted loops through NNX's stateful API: it
 splits them once (``nnx.split``) and works on the pure ``(graphdef, params)`` pair.
@@ -19,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["ACTIVATIONS", "AdaptiveBlock", "AdaptiveResNet", "PDLNet"]
+__all__ = ["ACTIVATIONS", "AdaptiveBlock", "AdaptiveResNet", "PDLNet", "FreeGrid"]
 
 ACTIVATIONS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -137,3 +139,12 @@ class PDLNet(nnx.Module):
         for layer in self.layers:
             x = jnp.tanh(s * layer(x))
         return self.head(x)
+
+
+class FreeGrid(nnx.Module):
+    """The heart fields as free variables: ``U, V (n, t)``, starting at zero (added to a start
+    solution, they are its correction). Indexed by time sample, not called on inputs."""
+
+    def __init__(self, n_nodes: int, n_samples: int, dtype=jnp.float32):
+        self.U = nnx.Param(jnp.zeros((n_nodes, n_samples), dtype))
+        self.V = nnx.Param(jnp.zeros((n_nodes, n_samples), dtype))
