@@ -170,3 +170,19 @@ def test_bad_input_is_rejected(sphere):
         shooting_fit(Y, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, start=[1], prior_sd=[1.0], max_iter=0)
     with pytest.raises(ValueError, match="first"):
         solve(Y, A, method="hybrid", laplacian=lap, vertices=mesh.vertices, adjacency=mesh.adjacency, first="x")
+
+
+def test_hybrid_trains_eand_arn_with_the_fitted_parameters(sphere):
+    """Truth with D = 13 (nominal 10): shooting fits D, and the EAND-ARN stage must use that D —
+    with the nominal D its physics term pulls the shooting beat away from the data's model."""
+    mesh, lap, A, _, _ = sphere
+    U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[NODE].set(1.0), n_samples=N_T, params=APParams(D=13.0))
+    Y = _noisy(A @ U, 0.05)
+    common = dict(laplacian=lap, vertices=mesh.vertices, adjacency=mesh.adjacency, dt=0.1)
+    hybrid = solve(Y, A, method="hybrid", steps=60, **common)
+    d = hybrid.diagnostics
+    assert d["eand_arn_D"] == d["ap-shooting"]["D"] and abs(d["eand_arn_D"] - 13.0) < 0.5
+    shot = solve(Y, A, method="ap-shooting", **common)
+    nominal = solve(Y, A, method="eand-arn", start=(shot.U, shot.V), steps=60, progress=False, **common)
+    err = lambda X: float(jnp.linalg.norm(X - U) / jnp.linalg.norm(U))  # noqa: E731
+    assert err(hybrid.U) < 0.97 * err(nominal.U)

@@ -4,13 +4,17 @@
 
 * ``first="ap-shooting"`` (default): the shooting beat ``(U, V)`` is EAND-ARN's start
   (``solve(..., method="eand-arn", start=(U, V))``) — the network then corrects what the
-  few-parameter beat cannot express (model mismatch);
+  few-parameter beat cannot express (model mismatch). EAND-ARN's physics loss uses the AP
+  parameters shooting fitted (``D``, and ``a`` with ``fit_a``), not the nominal ones: otherwise the
+  loss would pull the beat back towards the very model the fit rejected;
 * ``first="eand-arn"``: EAND-ARN's map starts the shooting fit — the earliest-activating nodes of
   its ``U`` are the start centres and their activation times the start onsets
   (``solve(..., method="ap-shooting", start=(U, V))``).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -104,28 +108,37 @@ def solve_hybrid(
     steps: int = 300,
     n_starts: int = 4,
     fit_D: bool = True,
+    fit_a: bool = False,
     ap_params: APParams = APParams(),
     key=None,
     progress: bool = False,
 ) -> Solution:
     """Shooting and EAND-ARN chained (module docstring); ``steps`` are EAND-ARN's Adam steps.
 
-    Diagnostics: ``first`` and the two stages' diagnostics under ``"ap-shooting"`` and
-    ``"eand-arn"``.
+    Diagnostics: ``first``, the two stages' diagnostics under ``"ap-shooting"`` and
+    ``"eand-arn"``, and ``eand_arn_D`` / ``eand_arn_a``: the AP parameters of EAND-ARN's loss.
     """
     if first not in ("ap-shooting", "eand-arn"):
         raise ValueError(f"first must be 'ap-shooting' or 'eand-arn'; got {first!r}.")
     options = _recorded(locals())
-    common = dict(laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params)
-    shoot = lambda start: solve_ap_shooting(Y, A, start=start, n_starts=n_starts, fit_D=fit_D, **common)  # noqa: E731
-    eand = lambda start: _get("eand-arn")(Y, A, start=start, steps=steps, key=key, progress=progress, **common)  # noqa: E731
+    common = dict(laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency)
+
+    def shoot(start):
+        return solve_ap_shooting(Y, A, start=start, n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, ap_params=ap_params, **common)
+
+    def eand(start, params):
+        return _get("eand-arn")(Y, A, start=start, steps=steps, key=key, progress=progress, ap_params=params, **common)
+
     if first == "ap-shooting":
         a = shoot("search")
-        b = eand((a.U, a.V))
+        eand_params = dataclasses.replace(ap_params, D=np.asarray(a.diagnostics["D"]), a=a.diagnostics["a"])
+        b = eand((a.U, a.V), eand_params)
     else:
-        a = eand("pacing")
+        eand_params = ap_params
+        a = eand("pacing", eand_params)
         b = shoot((a.U, a.V))
-    diag = {"first": first, a.method: a.diagnostics, b.method: b.diagnostics}
+    diag = {"first": first, a.method: a.diagnostics, b.method: b.diagnostics,
+            "eand_arn_D": np.asarray(eand_params.D).tolist(), "eand_arn_a": float(eand_params.a)}
     return Solution(b.U, "hybrid", diag, options, recovery=b.V, history=b.history)
 
 
