@@ -19,7 +19,9 @@ pacing, the shipped Laplacian, D = 10, a = 0.1, the simulator's default sub-step
 
 Methods: ``tik2-gcv`` (2nd-order Tikhonov, GCV λ), ``spatiotemporal`` (GCV), ``ap-shooting``
 (defaults, fitting the site, width, onset and D), ``eand-arn`` (``--eand-steps`` Adam steps,
-defaults otherwise). Metrics: RE; CC, the mean time-course correlation over the ``at_nodes`` nodes
+defaults otherwise), ``eand-arn-fit`` (the same, also learning D and a: ``fit_D``, ``fit_a``),
+``hybrid`` (shooting, then EAND-ARN from its beat with the fitted D in the
+physics loss, ``--eand-steps`` steps). Metrics: RE; CC, the mean time-course correlation over the ``at_nodes`` nodes
 whose true u reaches 0.5 within the window (``cc_all`` in the JSON: over every node); activation-time
 MAE (AP time units; estimate: per-node normalised 50 % threshold) on the same nodes. ap-shooting's estimates (D, onset, distance of the found site from the true
 one) and their Laplace sds are listed too.
@@ -55,7 +57,7 @@ from noise_study import meta  # noqa: E402  (one definition of what a run record
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("crime", "fine-dt", "laplacian", "D-20", "D+20", "a-20", "a+20", "scar", "patch7")
-METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn")
+METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-fit", "hybrid")
 QUICK_SCENARIOS = ("crime", "D+20", "scar", "patch7")
 
 
@@ -122,6 +124,10 @@ def run_method(method, Y, A, lap, data, args, key):
         return solve(Y, A, method="ap-shooting", **common)
     if method == "eand-arn":
         return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, **common)
+    if method == "eand-arn-fit":
+        return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, fit_D=True, fit_a=True, **common)
+    if method == "hybrid":
+        return solve(Y, A, method="hybrid", steps=args.eand_steps, key=key, **common)
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}.")
 
 
@@ -171,6 +177,8 @@ def main(argv=None):
                 cc_all=float(metrics.mean_correlation(sol.U, U)),
                 at_mae=at_mae, at_nodes=int(reached.sum()), time_s=round(elapsed, 2),
             )
+            if method == "eand-arn-fit":
+                row.update(D_hat=float(sol.diagnostics["D"]), a_hat=sol.diagnostics["a"])
             if method == "ap-shooting":
                 d = sol.diagnostics
                 row.update(
@@ -199,12 +207,14 @@ def main(argv=None):
 def format_table(rows) -> str:
     """Markdown table: one row per scenario × method."""
     lines = [
-        "| scenario | method | RE | CC | AT MAE | time s | shooting: site err mm, D ± sd, onset ± sd |",
+        "| scenario | method | RE | CC | AT MAE | time s | fitted: site err mm, D ± sd, onset ± sd (shooting); D, a (eand-arn-fit) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         extra = ""
-        if "D_hat" in r:
+        if "a_hat" in r:
+            extra = f"D {r['D_hat']:.2f}, a {r['a_hat']:.3f}"
+        elif "D_hat" in r:
             extra = f"{r['site_error_mm']:.1f}, {r['D_hat']:.2f} ± {r['D_sd']:.2f}, {r['onset']:.2f} ± {r['onset_sd']:.2f}"
         lines.append(
             f"| {r['scenario']} | {r['method']} | {r['re']:.3f} | {r['cc']:.3f} | {r['at_mae']:.2f} | {r['time_s']:.1f} | {extra} |"

@@ -26,7 +26,7 @@ from ._train import TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_
 
 __all__ = [
     "EANDARNConfig", "NeuralFit", "EANDARNSetup", "recovery_from_potential", "build_model", "start_solution",
-    "setup_eand_arn", "make_eand_arn_step", "make_fields", "eand_arn", "eand_arn_batch",
+    "setup_eand_arn", "make_eand_arn_step", "make_fields", "eand_arn", "eand_arn_batch", "fitted_ap_params",
 ]
 
 
@@ -59,6 +59,10 @@ class EANDARNConfig:
             ``"head"`` — the output layer of the shallow (α = 0) network is fitted by least
             squares to the start (the PirateNet physics-informed initialisation);
             ``"random"`` — no start, random initialisation.
+        fit_D, fit_a: learn the AP model's ``D`` (``D₀·exp(η)``; a per-node ``D₀`` is scaled as a
+            whole) and ``a`` (``sigmoid(logit(a₀) + η)``) with the fields, through the physics
+            term (η starts at 0; Adam at ``TrainConfig.physics_learning_rate``). For data whose
+            tissue differs from the nominal model; the fitted values are in ``info["D"]``/``["a"]``.
     """
 
     mode: str = "body"
@@ -77,6 +81,12 @@ class EANDARNConfig:
     init: str = "residual"
     architecture: str = "adaptive-resnet"
     ridge: float = 1e-6
+    fit_D: bool = False
+    fit_a: bool = False
+
+    @property
+    def fits_physics(self) -> bool:
+        return self.fit_D or self.fit_a
 
     def validate(self) -> "EANDARNConfig":
         if self.mode not in MODES:
@@ -278,9 +288,24 @@ def setup_eand_arn(
     params = {"net": net_params, "fixed": fixed}
     if cfg.learnable_weights:
         params["log_sigma"] = jnp.zeros(len(TERMS), dtype)
-    optimizer = make_optimizer(train)
+    if cfg.fits_physics:
+        params["physics"] = {name: jnp.zeros((), dtype) for name, on in (("log_D", cfg.fit_D), ("logit_a", cfg.fit_a)) if on}
+    optimizer = make_optimizer(train, physics=cfg.fits_physics)
     state = TrainState.create(params, optimizer, dtype)
     return EANDARNSetup(state, problem, k_train, graphdef, info_start)
+
+
+def fitted_ap_params(ap: APParams, physics: dict | None) -> APParams:
+    """The AP parameters with EAND-ARN's learnable shifts applied (``physics``: ``log_D``,
+    ``logit_a``; absent entries leave the nominal value)."""
+    if not physics:
+        return ap
+    changes = {}
+    if "log_D" in physics:
+        changes["D"] = ap.D * jnp.exp(physics["log_D"])
+    if "logit_a" in physics:
+        changes["a"] = jax.nn.sigmoid(jnp.log(ap.a) - jnp.log1p(-ap.a) + physics["logit_a"])
+    return dataclasses.replace(ap, **changes)
 
 
 def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
@@ -289,6 +314,7 @@ def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
     weights = jnp.asarray(cfg.weights, dtype)
 
     def loss_fn(p, problem, t_idx):
+        problem = problem._replace(ap=fitted_ap_params(problem.ap, p.get("physics")))
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
         terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
         return combine_terms(terms, weights, p.get("log_sigma")), terms
@@ -299,7 +325,9 @@ def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
 def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t: int, dtype):
     """The pure training step ``step(state, problem, key)`` of one problem (see :func:`make_step`);
     only the static network structure and settings are closed over, so it vmaps over problems."""
-    return make_step(make_eand_arn_loss(graphdef, config, dtype), make_optimizer(train), _sampler(config, n_t))
+    return make_step(
+        make_eand_arn_loss(graphdef, config, dtype), make_optimizer(train, physics=config.fits_physics), _sampler(config, n_t)
+    )
 
 
 def make_fields(graphdef, config: EANDARNConfig, n_t: int):
@@ -312,9 +340,13 @@ def make_fields(graphdef, config: EANDARNConfig, n_t: int):
     return fields
 
 
-def _neural_fit(U, V, params, graphdef, history, info, info_start) -> NeuralFit:
+def _neural_fit(U, V, params, graphdef, history, info, info_start, ap: APParams) -> NeuralFit:
     model = nnx.merge(graphdef, params["net"], params["fixed"])
     info["alpha"] = [float(b.alpha[...]) for b in getattr(model, "blocks", ()) if b.adaptive]
+    if params.get("physics"):
+        fitted = fitted_ap_params(ap, params["physics"])
+        info["D"] = np.asarray(fitted.D).tolist()
+        info["a"] = float(fitted.a)
     info.update(info_start)
     return NeuralFit(U, V, params, graphdef, history, info)
 
@@ -378,7 +410,7 @@ def eand_arn(
         info["lbfgs_s"] = time.perf_counter() - t0
         info["lbfgs_final_loss"] = float(loss_fn(params, problem, jnp.arange(n_t))[0])
     U, V = fields(params, problem)
-    return _neural_fit(U, V, params, graphdef, history, info, setup.info)
+    return _neural_fit(U, V, params, graphdef, history, info, setup.info, problem.ap)
 
 
 def _stack(trees):
@@ -461,5 +493,5 @@ def eand_arn_batch(
     fits = []
     for b in range(n_problems):
         params = jax.tree.map(lambda x: x[b], state.params)
-        fits.append(_neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info))
+        fits.append(_neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info, setups[b].problem.ap))
     return fits

@@ -43,11 +43,11 @@ def _eand_arn_settings(o: dict):
         mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
         activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], order=o["order"],
         derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
-        learnable_weights=o["learnable_weights"], init=o["init"],
+        learnable_weights=o["learnable_weights"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
     )
     train = TrainConfig(
         steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
-        lbfgs_steps=o["lbfgs_steps"],
+        lbfgs_steps=o["lbfgs_steps"], physics_learning_rate=o["physics_learning_rate"],
     )
     shared = dict(
         laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], adjacency=o["adjacency"],
@@ -86,6 +86,9 @@ def solve_eand_arn(
     windows: int | None = None,
     weights=(1.0, 1.0, 1.0, 0.0, 0.0),
     learnable_weights: bool = False,
+    fit_D: bool = False,
+    fit_a: bool = False,
+    physics_learning_rate: float = 1e-2,
     steps: int = 1000,
     learning_rate: float = 2e-4,
     patience: int = 3,
@@ -102,7 +105,9 @@ def solve_eand_arn(
     jitted call; ``checkpoint_dir``: save the training state every ``checkpoint_every`` chunks
     and resume from a checkpoint of the same run found there (bit-identical to an uninterrupted
     run; a folder holding another run's checkpoint is refused); ``lbfgs_steps``: L-BFGS
-    iterations on the full-batch loss after Adam (0: none; not with :func:`~ecgi_jax.solve_batch`)."""
+    iterations on the full-batch loss after Adam (0: none; not with :func:`~ecgi_jax.solve_batch`);
+    ``fit_D`` / ``fit_a``: learn the AP model's D / a with the fields (Adam at
+    ``physics_learning_rate``), reported in ``diagnostics["D"]`` / ``["a"]``."""
     o = dict(locals())
     options = _record_eand_arn(o)
     cfg, train, shared = _eand_arn_settings(o)

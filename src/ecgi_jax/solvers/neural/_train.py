@@ -33,6 +33,9 @@ class TrainConfig:
     total loss has not improved by a relative ``min_delta`` for ``patience`` chunks
     (``patience=0`` disables it). ``lbfgs_steps > 0`` adds an L-BFGS finishing stage on the
     full-batch loss after Adam (:func:`lbfgs_refine`; single problems only).
+    ``physics_learning_rate``: Adam's (constant) rate for the learnable model parameters under the
+    ``"physics"`` key of the parameters (EAND-ARN's ``fit_D`` / ``fit_a``): a handful of
+    log-scale numbers that must move by ~0.1–0.3, where the network's weights move by ~1e-4 a step.
     """
 
     steps: int = 3000
@@ -47,6 +50,7 @@ class TrainConfig:
     progress: bool = True
     schedule: str = "exponential"
     lbfgs_steps: int = 0
+    physics_learning_rate: float = 1e-2
 
     def validate(self) -> "TrainConfig":
         if self.steps < 1 or self.chunk < 1:
@@ -57,12 +61,21 @@ class TrainConfig:
             )
         if not isinstance(self.lbfgs_steps, int) or self.lbfgs_steps < 0:
             raise ValueError(f"lbfgs_steps must be an integer >= 0; got {self.lbfgs_steps!r}.")
+        if not self.physics_learning_rate > 0:
+            raise ValueError(f"physics_learning_rate must be > 0; got {self.physics_learning_rate}.")
         if self.schedule not in ("exponential", "pdl"):
             raise ValueError(f"schedule must be 'exponential' or 'pdl'; got {self.schedule!r}.")
         return self
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, physics: bool = False) -> optax.GradientTransformation:
+    """Adam with ``cfg``'s schedule and gradient clipping; with ``physics``, the parameters under the
+    top-level ``"physics"`` key get their own constant-rate Adam (see :class:`TrainConfig`)."""
+    if physics:
+        labels = lambda params: {k: ("physics" if k == "physics" else "main") for k in params}  # noqa: E731
+        return optax.multi_transform(
+            {"main": make_optimizer(cfg), "physics": optax.adam(cfg.physics_learning_rate)}, labels
+        )
     schedule = optax.exponential_decay(
         cfg.learning_rate, cfg.decay_steps, cfg.decay_rate, end_value=cfg.min_learning_rate
     )
