@@ -31,7 +31,7 @@ __all__ = [
 
 
 INITS = ("residual", "head", "random")
-STARTS = ("pacing", "tikhonov")
+STARTS = ("auto", "pacing", "shooting", "tikhonov")
 ARCHITECTURES = ("adaptive-resnet", "pdl-mlp")
 
 
@@ -198,28 +198,71 @@ def start_solution(
 ):
     """A start ``(U0, V0, info)`` for EAND-ARN.
 
-    ``"pacing"``: the best single-site Aliev–Panfilov beat (:func:`~ecgi_jax.solvers.shooting.pacing_search`)
-    — a trajectory that satisfies the physics exactly; ``"tikhonov"``: 2nd-order Tikhonov with the
-    L-curve λ, with v integrated from the clipped u (:func:`recovery_from_potential`).
-    """
-    if kind == "pacing":
-        from ..shooting import pacing_search
+    * ``"pacing"``: the best single-site Aliev–Panfilov beat
+      (:func:`~ecgi_jax.solvers.shooting.pacing_search`) — a trajectory of the nominal model;
+    * ``"shooting"``: the beat of :func:`~ecgi_jax.solvers.shooting.shooting_fit` (patch centre,
+      width, onset and D fitted, started from that pacing search; needs ``vertices``) — a trajectory
+      of the *fitted* model, whose ``D`` and ``a`` are returned in ``info["start_D"]`` /
+      ``["start_a"]`` for EAND-ARN's physics term;
+    * ``"auto"``: both (shooting only when ``vertices`` are given), and the one with the lower
+      Akaike criterion ``N·log(‖A U₀ − Y‖²) + 2p`` (``N = m·t`` data, ``p`` = 2 parameters for the
+      single-site beat — node, onset — and shooting's 6–7). Shooting's extra parameters always
+      shave a little noise off the misfit; the criterion takes them only when they explain more
+      than noise. On data from the nominal model the single-site beat is exact and wins; on
+      anything else (other tissue, a larger stimulus) shooting wins by far
+      (``experiments/model_mismatch.py``);
+    * ``"tikhonov"``: 2nd-order Tikhonov with the L-curve λ, with v integrated from the clipped u
+      (:func:`recovery_from_potential`).
 
-        if adjacency is None:
-            adjacency = adjacency_from_sparse(lap.to_scipy())
-        if vertices is None:
-            # No coordinates: spread candidates evenly over the node numbering instead.
-            vertices = np.zeros((A.shape[1], 3))
-            vertices[:, 0] = np.arange(A.shape[1])
-        found = pacing_search(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params)
-        return found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset, "start_misfit": found.misfit}
+    ``info["start"]`` names the start used and ``info["start_misfit"]`` its misfit.
+    """
+    if kind not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, an (n, t) array of u or a (U, V) pair; got {kind!r}.")
     if kind == "tikhonov":
         from ..._solve import solve  # deferred: the front door imports this module
 
         sol = solve(Y, A, method="tikhonov-2", laplacian=lap, lambda_rule="lcurve")
         U0 = jnp.asarray(sol.potentials, Y.dtype)
         return U0, recovery_from_potential(U0, dt, ap_params), {"start": "tikhonov", "start_lambda": sol.diagnostics.get("lam")}
-    raise ValueError(f"start must be one of {STARTS} or an (n, t) array; got {kind!r}.")
+    from ..shooting import pacing_search, shooting_fit
+
+    if kind == "shooting" and vertices is None:
+        raise ValueError("start='shooting' fits a patch centre in space: pass vertices=(n, 3) (or use start='pacing').")
+    if adjacency is None:
+        adjacency = adjacency_from_sparse(lap.to_scipy())
+    search_vertices = vertices
+    if vertices is None:
+        # No coordinates: spread candidates evenly over the node numbering instead.
+        search_vertices = np.zeros((A.shape[1], 3))
+        search_vertices[:, 0] = np.arange(A.shape[1])
+    misfit = lambda U: float(jnp.sum((jnp.matmul(A, U, precision="highest") - Y) ** 2) / jnp.sum(Y**2))  # noqa: E731
+    found = pacing_search(Y, A, lap, vertices=search_vertices, adjacency=adjacency, dt=dt, params=ap_params)
+    pacing = (found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset,
+                                 "start_misfit": misfit(found.U)})
+    if kind == "pacing" or vertices is None:
+        return pacing
+    fit = shooting_fit(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params, start=found)
+    shooting = (fit.U, fit.V, {
+        "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U),
+        "start_D": np.asarray(fit.params.D).tolist(), "start_a": float(fit.params.a),
+    })
+    if kind == "shooting":
+        return shooting
+    n_obs = Y.size
+    aic = {
+        "pacing": n_obs * np.log(pacing[2]["start_misfit"]) + 2 * 2,
+        "shooting": n_obs * np.log(shooting[2]["start_misfit"]) + 2 * len(fit.names),
+    }
+    best = shooting if aic["shooting"] < aic["pacing"] else pacing
+    misfits = {"pacing": pacing[2]["start_misfit"], "shooting": shooting[2]["start_misfit"]}
+    return best[0], best[1], {**best[2], "start_misfits": misfits, "start_aic_gain": float(aic["pacing"] - aic["shooting"])}
+
+
+def _start_ap_params(ap_params: APParams, info: dict) -> APParams:
+    """The AP parameters of the start's model: fitted ones for a shooting start, else nominal."""
+    if "start_D" not in info:
+        return ap_params
+    return dataclasses.replace(ap_params, D=np.asarray(info["start_D"]), a=info["start_a"])
 
 
 class EANDARNSetup(NamedTuple):
@@ -236,7 +279,7 @@ class EANDARNSetup(NamedTuple):
 def setup_eand_arn(
     Y, A, *, laplacian: SparseOperator, dt: float, vertices=None, adjacency=None,
     config: EANDARNConfig = EANDARNConfig(), train: TrainConfig = TrainConfig(),
-    ap_params: APParams = APParams(), key=None, start="pacing",
+    ap_params: APParams = APParams(), key=None, start="auto",
 ) -> EANDARNSetup:
     """Everything before training, for one problem: inputs, start solution, network initialisation
     and optimizer state. Arguments as :func:`eand_arn`."""
@@ -261,6 +304,8 @@ def setup_eand_arn(
     if cfg.init != "random":
         if isinstance(start, str):
             U0, V0, info_start = start_solution(start, Y, A, lap, dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params)
+            # A fitted start (shooting) comes with its model: the physics term uses that model.
+            ap = jax.tree.map(lambda x: jnp.asarray(x, dtype), _start_ap_params(ap_params, info_start))
         elif isinstance(start, tuple):
             U0, V0 = (jnp.asarray(x, dtype) for x in start)
             info_start = {"start": "given"}
@@ -363,7 +408,7 @@ def eand_arn(
     train: TrainConfig = TrainConfig(),
     ap_params: APParams = APParams(),
     key=None,
-    start="pacing",
+    start="auto",
     truth=None,
     checkpoint_dir=None,
     checkpoint_every: int = 1,
@@ -375,9 +420,12 @@ def eand_arn(
         dt: sample spacing (AP time units).
         vertices: node coordinates ``(n, 3)`` (coordinate mode; spreads pacing candidates).
         adjacency: CSR ``(indptr, indices)``; default: the Laplacian's sparsity pattern.
-        start: ``"pacing"`` (best single-site AP beat), ``"tikhonov"`` (2nd-order Tikhonov,
-            L-curve λ), an ``(n, t)`` array of u (v is integrated from it), or a ``(U0, V0)``
-            pair. Ignored with ``config.init="random"``.
+        start: ``"auto"`` (default: the single-site AP beat or the shooting beat, whichever
+            fits the data better; shooting needs ``vertices``), ``"pacing"``, ``"shooting"``,
+            ``"tikhonov"`` (2nd-order Tikhonov, L-curve λ) — see :func:`start_solution` — an
+            ``(n, t)`` array of u (v is integrated from it), or a ``(U0, V0)`` pair. Ignored with
+            ``config.init="random"``. With a shooting start the physics term uses the fitted
+            ``D`` and ``a`` (``info["start_D"]``, ``["start_a"]``).
         truth: optional ground truth ``(n, t)``, only to log the relative error per chunk.
         checkpoint_dir, checkpoint_every: save the training state every ``checkpoint_every``
             chunks and resume from an existing checkpoint of the same run (see
@@ -445,7 +493,7 @@ def eand_arn_batch(
         Ys: ``B`` body-potential arrays ``(m, t)`` (a sequence or a ``(B, m, t)`` array).
         As: ``B`` transfer matrices ``(m, n)`` (the same matrix may repeat).
         keys: ``B`` PRNG keys, or ``None`` (every problem uses :func:`eand_arn`'s default key).
-        starts: ``B`` start specifications (see :func:`eand_arn`), or ``None`` (``"pacing"``);
+        starts: ``B`` start specifications (see :func:`eand_arn`), or ``None`` (``"auto"``);
             start solutions are computed problem by problem (the pacing search is a host loop).
         truths: ``B`` ground truths ``(n, t)`` for the per-chunk error, or ``None``.
         place: optional ``place(tree) -> tree`` applied to every stacked pytree before training
@@ -454,7 +502,7 @@ def eand_arn_batch(
     """
     n_problems = len(Ys)
     keys = [None] * n_problems if keys is None else list(keys)
-    starts = ["pacing"] * n_problems if starts is None else list(starts)
+    starts = ["auto"] * n_problems if starts is None else list(starts)
     if len(As) != n_problems or len(keys) != n_problems or len(starts) != n_problems:
         raise ValueError(
             f"got {n_problems} Y's but {len(As)} A's, {len(keys)} keys and {len(starts)} starts: give one per problem."

@@ -73,7 +73,7 @@ def solve_eand_arn(
     vertices=None,
     adjacency=None,
     mode: str = "body",
-    start="pacing",
+    start="auto",
     init: str = "residual",
     width: int = 128,
     n_blocks: int = 3,
@@ -208,8 +208,9 @@ register_method(
     "eand-arn",
     solve_eand_arn,
     "EAND-ARN: adaptive ResNet (u, v) trained on data fit + Aliev–Panfilov residual with 5-point "
-    "finite-difference ∂/∂t and mesh-Laplacian Δ; starts from the best single-site AP beat "
-    "(`start=\"pacing\"`) or a Tikhonov map. Needs `laplacian`, `dt`.",
+    "finite-difference ∂/∂t and mesh-Laplacian Δ; starts from the best-fitting AP beat — single-site "
+    "pacing search or shooting with fitted D (`start=\"auto\"`, shooting needs `vertices`) — or a "
+    "Tikhonov map. Needs `laplacian`, `dt`.",
 )
 register_method(
     "pdl",

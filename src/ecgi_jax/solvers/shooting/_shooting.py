@@ -49,7 +49,7 @@ from ...ep import APParams, stable_substeps
 from ...ep._simulate import _simulate
 from ...metrics import activation_times
 from ...operators import SparseOperator
-from ._pacing import pacing_search
+from ._pacing import PacingSearch, pacing_search
 
 __all__ = [
     "ShootingConfig",
@@ -443,7 +443,8 @@ def shooting_fit(
         params: reference AP parameters (``D₀``, ``a₀`` and the fixed ones).
         start: where the starts come from:
             ``"search"`` — :func:`pacing_search` (farthest-point candidates + greedy walk): its best
-            node and the next-best candidates at least 3 mesh spacings apart;
+            node and the next-best candidates at least 3 mesh spacings apart (or a
+            :class:`PacingSearch` already run on the same data, to reuse it);
             an int array of nodes — centres at those nodes, onset 0;
             ``(U, V)`` or ``U`` ``(n, t)`` — a previous reconstruction (e.g. EAND-ARN's): centres at
             the ``n_starts`` earliest-activating distinct nodes, onset their activation time.
@@ -499,10 +500,10 @@ def shooting_fit(
         raise ValueError(f"prior_sd must be {p} positive numbers (one per parameter {config.names}); got {prior_sd}.")
 
     # starts
-    if isinstance(start, str):
-        if start != "search":
+    if isinstance(start, (str, PacingSearch)):
+        if isinstance(start, str) and start != "search":
             raise ValueError(f"start must be 'search', node indices, or a (U, V) reconstruction; got {start!r}.")
-        ps = pacing_search(
+        ps = start if isinstance(start, PacingSearch) else pacing_search(
             Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=params, n_candidates=n_candidates,
             max_advance=max_advance,
         )
