@@ -14,7 +14,8 @@ Variants (``--variants``; all EAND-ARN variants train for ``--steps`` Adam steps
 start, computed once per case, so that differences come from the variant alone):
 
 * ``tik2-oracle`` / ``tik2-gcv`` — 2nd-order Tikhonov with the best λ (needs the truth) / GCV λ;
-* ``eand-arn`` — the default: body-signal adaptive ResNet, 5-point ND, pacing-search start;
+* ``eand-arn`` — the default: body-signal adaptive ResNet, 5-point ND, pacing-search start (on
+  these inverse-crime data the exact single-site beat is what ``start="auto"`` picks);
 * ``coordinate`` — coordinate-input adaptive ResNet, ND, pacing start;
 * ``ad-time`` — ablation: coordinate network with ∂/∂t by autodiff (P-DL's way), pacing start;
 * ``plain-res`` — ablation: plain residual blocks ``x + F(x)`` instead of adaptive ones;

@@ -19,7 +19,9 @@ pacing, the shipped Laplacian, D = 10, a = 0.1, the simulator's default sub-step
 
 Methods: ``tik2-gcv`` (2nd-order Tikhonov, GCV λ), ``spatiotemporal`` (GCV), ``ap-shooting``
 (defaults, fitting the site, width, onset and D), ``eand-arn`` (``--eand-steps`` Adam steps,
-defaults otherwise), ``eand-arn-fit`` (the same, also learning D and a: ``fit_D``, ``fit_a``),
+defaults otherwise: ``start="auto"``), ``eand-arn-pacing`` (from the single-site beat of the nominal
+model, ``start="pacing"``: the default before ``"auto"``), ``eand-arn-fit`` (the same, also
+learning D and a in the loss: ``fit_D``, ``fit_a`` — can the physics term repair a wrong start?),
 ``hybrid`` (shooting, then EAND-ARN from its beat with the fitted D in the
 physics loss, ``--eand-steps`` steps). Metrics: RE; CC, the mean time-course correlation over the ``at_nodes`` nodes
 whose true u reaches 0.5 within the window (``cc_all`` in the JSON: over every node); activation-time
@@ -57,7 +59,7 @@ from noise_study import meta  # noqa: E402  (one definition of what a run record
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("crime", "fine-dt", "laplacian", "D-20", "D+20", "a-20", "a+20", "scar", "patch7")
-METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-fit", "hybrid")
+METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-pacing", "eand-arn-fit", "hybrid")
 QUICK_SCENARIOS = ("crime", "D+20", "scar", "patch7")
 
 
@@ -124,8 +126,9 @@ def run_method(method, Y, A, lap, data, args, key):
         return solve(Y, A, method="ap-shooting", **common)
     if method == "eand-arn":
         return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, **common)
-    if method == "eand-arn-fit":
-        return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, fit_D=True, fit_a=True, **common)
+    if method in ("eand-arn-pacing", "eand-arn-fit"):
+        fit = {"fit_D": True, "fit_a": True} if method == "eand-arn-fit" else {}
+        return solve(Y, A, method="eand-arn", start="pacing", steps=args.eand_steps, key=key, progress=False, **fit, **common)
     if method == "hybrid":
         return solve(Y, A, method="hybrid", steps=args.eand_steps, key=key, **common)
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}.")
