@@ -33,8 +33,9 @@ start, computed once per case, so that differences come from the variant alone):
   difference to ``eand-arn``);
 * ``pdl`` — the P-DL baseline (5×10 tanh MLP, AD in time, learnable weights), ``--pdl-steps``.
 
-Writes ``results.json`` (one row per case × variant) and ``table.md`` (mean ± std over seeds
-and pacing sites per σ) under ``--out``.
+Writes ``results.json`` (one row per case × variant, with how training ``stopped``) and
+``table.md`` (mean ± std over seeds and pacing sites per σ; ``n`` says how many runs diverged —
+their rows score the last finite parameters) under ``--out``.
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ def run_case(case, data, lap, variants, args, seed) -> list[dict]:
     for name in variants:
         t0 = time.perf_counter()
         try:
-            U = _run_variant(name, case, data, lap, args, key, common, start)
+            U, stopped = _run_variant(name, case, data, lap, args, key, common, start)
         except Exception as exc:  # keep the sweep going; the failure is recorded, not hidden
             rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:2000]})
             print(f"{name}: FAILED {type(exc).__name__}: {str(exc)[:300]}", flush=True)
             continue
         row = {"variant": name, **score(U, case), "time_s": time.perf_counter() - t0}
+        if stopped is not None:
+            row["stopped"] = stopped  # "diverged" rows are the last finite parameters, flagged in the table
         if name == "pacing-only" or (name in VARIANTS and "start" not in VARIANTS[name] and VARIANTS[name].get("init") != "random"):
             row["time_s"] += start_s
             row["found_pacing_node"] = int(start_info["pacing_node"])
@@ -115,18 +118,21 @@ def run_case(case, data, lap, variants, args, seed) -> list[dict]:
 
 
 def _run_variant(name, case, data, lap, args, key, common, start):
-    """Heart potentials ``U`` of one variant on one case."""
+    """Heart potentials ``U`` of one variant on one case, and how its training stopped (``None``
+    for the untrained variants)."""
     if name == "tik2-oracle":
-        return solve(case.Y, case.A, method="tikhonov-2", laplacian=lap, lambda_rule="oracle", truth=case.U).potentials
+        return solve(case.Y, case.A, method="tikhonov-2", laplacian=lap, lambda_rule="oracle", truth=case.U).potentials, None
     if name == "tik2-gcv":
-        return solve(case.Y, case.A, method="tikhonov-2", laplacian=lap).potentials
+        return solve(case.Y, case.A, method="tikhonov-2", laplacian=lap).potentials, None
     if name == "pacing-only":
-        return start[0]
+        return start[0], None
     if name == "pdl":
         pdl_common = {k: v for k, v in common.items() if k != "adjacency"}  # P-DL takes no adjacency
-        return solve(case.Y, case.A, method="pdl", steps=args.pdl_steps, key=key, **pdl_common).potentials
-    opts = {"steps": args.steps, "start": start, **VARIANTS[name]}
-    return solve(case.Y, case.A, method="eand-arn", key=key, **common, **opts).potentials
+        sol = solve(case.Y, case.A, method="pdl", steps=args.pdl_steps, key=key, **pdl_common)
+    else:
+        opts = {"steps": args.steps, "start": start, **VARIANTS[name]}
+        sol = solve(case.Y, case.A, method="eand-arn", key=key, **common, **opts)
+    return sol.potentials, sol.diagnostics.get("stopped")
 
 
 def table(rows, sigmas) -> str:
@@ -142,7 +148,9 @@ def table(rows, sigmas) -> str:
                 continue
             # Significant digits, not fixed decimals: the physics-based rows reach RE ~ 1e-4.
             f = lambda k: f"{np.mean([r[k] for r in sel]):.3g} ± {np.std([r[k] for r in sel]):.2g}"  # noqa: E731
-            lines.append(f"| {name} | {sigma} | {f('re')} | {f('mse')} | {f('cc')} | {f('at_mae')} | {len(sel)} |")
+            diverged = sum(r.get("stopped") == "diverged" for r in sel)
+            n = f"{len(sel)} ({diverged} diverged)" if diverged else f"{len(sel)}"
+            lines.append(f"| {name} | {sigma} | {f('re')} | {f('mse')} | {f('cc')} | {f('at_mae')} | {n} |")
     return "\n".join(lines)
 
 

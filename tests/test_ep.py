@@ -21,6 +21,18 @@ def test_rhs_hand_computed():
     assert all(float(jnp.abs(r).max()) == 0 for r in ap_rhs(z, z, z, p))
 
 
+def test_v_equation_singularity_is_floored_outside_the_physical_range():
+    """At u = −mu2 the v-equation divides by zero; the floor (mu2/2) keeps it finite, by hand:
+    (0.002 + 0.3·0.2/0.15)·(−0.2 − 8·(−0.3)·(−0.3 − 1.1)) = 0.402·(−3.56). Simulated beats never
+    reach the floored range, so the simulator is unchanged."""
+    p = APParams()
+    _, dv = ap_rhs(jnp.array(-0.3), jnp.array(0.2), jnp.array(0.0), p)
+    np.testing.assert_allclose(dv, 0.402 * -3.56, rtol=1e-5)
+    mesh = icosphere(2, radius=30.0)
+    U, _ = simulate(cotangent_laplacian(mesh), jnp.zeros(mesh.n_vertices).at[0].set(1.0), n_samples=300)
+    assert float(U.min()) > -0.5 * p.mu2 + 0.1
+
+
 def test_params_validation():
     APParams().validate()
     for bad in [dict(D=0.0), dict(k=-1.0), dict(a=1.5), dict(mu2=float("nan"))]:

@@ -335,3 +335,19 @@ def test_physics_parameters_gradient_matches_finite_differences(tiny, x64):
         np.testing.assert_allclose(float(g[i]), float(fd), rtol=1e-6)
     ap = fitted_ap_params(APParams(), {"log_D": jnp.log(1.3), "logit_a": jnp.zeros(())})
     assert float(ap.D) == pytest.approx(13.0) and float(ap.a) == pytest.approx(0.1)
+
+
+def test_pdl_from_random_initialisation_does_not_diverge(pdl_dir):
+    """On the P-DL heart a random network's u crosses −mu2, where the AP v-equation is singular;
+    P-DL must train through it (regression: it stopped as 'diverged' within ten steps)."""
+    from ecgi_jax import solve
+    from ecgi_jax.datasets import load_pdl
+    from ecgi_jax.synthetic import make_case
+
+    data = load_pdl(pdl_dir)
+    lap = operators.SparseOperator.from_scipy(data.laplacian)
+    case = make_case(jax.random.key(0), data.transfer, lap, [500], sigma=0.1)
+    sol = solve(case.Y, case.A, method="pdl", laplacian=lap, dt=0.1, vertices=data.vertices, steps=100, chunk=50,
+                progress=False, key=jax.random.key(0))
+    assert sol.diagnostics["stopped"] != "diverged", sol.diagnostics
+    assert sol.history["loss"][-1] < sol.history["loss"][0]

@@ -66,12 +66,17 @@ def ap_rhs(u, v, lap_u, params: APParams):
 
     Shapes broadcast: ``u``, ``v``, ``lap_u`` of ``(n,)`` or ``(n, t)``; a per-node ``D`` has shape
     ``(n,)`` and is broadcast over trailing axes.
+
+    The v-equation is singular at ``u = −mu2``, which no physical state comes near (u stays
+    ≥ ~0); its denominator ``u + mu2`` is floored at ``mu2/2`` so that fields far from physical —
+    a randomly initialised network's — give a large but finite residual instead of ±inf. States
+    with ``u > −mu2/2`` (every trajectory of the model) are untouched.
     """
     p = params
     D = jnp.asarray(p.D)
     D = D.reshape(D.shape + (1,) * (jnp.ndim(u) - D.ndim)) if D.ndim else D
     du = D * lap_u + p.k * u * (1.0 - u) * (u - p.a) - u * v
-    dv = (p.e0 + p.mu1 * v / (u + p.mu2)) * (-v - p.k * u * (u - p.a - 1.0))
+    dv = (p.e0 + p.mu1 * v / jnp.maximum(u + p.mu2, 0.5 * p.mu2)) * (-v - p.k * u * (u - p.a - 1.0))
     return du, dv
 
 
