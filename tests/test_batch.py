@@ -126,10 +126,12 @@ TOY_CFG = TrainConfig(steps=400, chunk=20, patience=2, min_delta=0.05, progress=
 
 def test_batched_training_matches_loop_with_divergence_and_plateaus():
     step, states, problems, keys = _toy()
-    loop = [run_training(step, s, p, k, TOY_CFG, names=("fit",)) for s, p, k in zip(states, problems, keys)]
-    state, histories, infos = run_training(
-        step, _stack(states), _stack(problems), _stack(keys), TOY_CFG, names=("fit",), batched=True
-    )
+    with pytest.warns(RuntimeWarning, match="training diverged"):
+        loop = [run_training(step, s, p, k, TOY_CFG, names=("fit",)) for s, p, k in zip(states, problems, keys)]
+    with pytest.warns(RuntimeWarning, match="problem 1 of the batch diverged"):
+        state, histories, infos = run_training(
+            step, _stack(states), _stack(problems), _stack(keys), TOY_CFG, names=("fit",), batched=True
+        )
     reasons = [info["stopped"] for _, _, info in loop]
     assert reasons[1] == "diverged" and "plateau" in reasons  # the paths under test are taken
     assert len({len(h["loss"]) for _, h, _ in loop}) > 1  # problems stop at different chunks

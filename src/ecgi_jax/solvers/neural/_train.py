@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
@@ -268,6 +269,13 @@ def run_training(
                 h.setdefault(k, []).append(float(v[b]))
             if diverged[b]:
                 reasons[b] = "diverged"
+                # Loud, not only in ``info``: a silently diverged run looks like a result.
+                who = f"problem {b} of the batch" if batched else "training"
+                warnings.warn(
+                    f"{who} diverged (non-finite loss or gradient) after {int(steps[b])} good steps; "
+                    "returning the last parameters with a finite loss (info['stopped'] == 'diverged').",
+                    RuntimeWarning, stacklevel=2,
+                )
             elif cfg.patience:
                 if mean[0] < best[b] * (1 - cfg.min_delta):
                     best[b], since_best[b] = mean[0], 0
