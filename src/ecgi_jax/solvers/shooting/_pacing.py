@@ -103,6 +103,7 @@ def pacing_search(
     batch_size: int = 16,
     substeps: int | None = None,
     max_advance: float = 5.0,
+    candidates=None,
 ) -> PacingSearch:
     """Find the single pacing node (and onset) whose simulated beat best fits ``Y ≈ A U``.
 
@@ -121,6 +122,8 @@ def pacing_search(
             sample 0. (A stimulus larger than one node starts the wave sooner than a one-node
             beat: on the P-DL heart a 7-node patch looks like a single-node beat started
             3.2 units early.)
+        candidates: the nodes of the coarse pass (default: ``n_candidates`` farthest-point
+            samples); e.g. ``[node]`` walks from ``node`` alone — a local search.
     """
     if not (np.isfinite(max_advance) and max_advance >= 0):
         raise ValueError(f"max_advance must be a finite number >= 0; got {max_advance!r}.")
@@ -161,7 +164,12 @@ def pacing_search(
                 seen[i], lead[i] = float(m), int(j)
         return min(nodes, key=lambda i: seen[int(i)])
 
-    best = int(score(farthest_point_sample(vertices, min(n_candidates, n))))
+    if candidates is None:
+        candidates = farthest_point_sample(vertices, min(n_candidates, n))
+    candidates = np.atleast_1d(np.asarray(candidates))
+    if candidates.size == 0 or candidates.min() < 0 or candidates.max() >= n:
+        raise ValueError(f"candidates must be node indices in [0, {n - 1}]; got {candidates.tolist()}.")
+    best = int(score(candidates))
     for _ in range(max_walk):
         # The 2-ring of the current best: wide enough to step over a shallow ridge.
         ring = set(indices[indptr[best] : indptr[best + 1]].tolist())

@@ -431,6 +431,7 @@ def shooting_fit(
     n_candidates: int = 64,
     substeps: int | None = None,
     prior_sd=None,
+    refine: int = 2,
 ) -> ShootingFit:
     """Fit the beat parameters θ (module docstring) to ``Y ≈ A·U(θ)``; multi-start, vmapped.
 
@@ -456,6 +457,13 @@ def shooting_fit(
         substeps: simulator sub-steps per sample (default: stable for ``2·D₀`` if ``fit_D``).
         prior_sd: ``(p,)`` sds of the weak prior in the Laplace covariance (default: centre
             20 spacings, log_width 2, onset 100·dt, log_D 1, logit_a 1).
+        refine: rounds of site refinement after the multi-start fit. Levenberg–Marquardt moves
+            the centre only while the misfit falls smoothly; a start one mesh spacing off the
+            true site, with D or a far from the truth, can settle on the wrong node (on the
+            P-DL heart with D 20 % low: 7.5 mm off, RE 0.28 instead of 0.008). Each round walks
+            :func:`pacing_search` from the fitted node *with the fitted D and a*; if it ends on
+            another node, LM restarts there (fitted width, D, a; the walk's onset) and its beat
+            is kept if the misfit is lower. ``0`` turns it off.
 
     Returns:
         :class:`ShootingFit`.
@@ -480,6 +488,8 @@ def shooting_fit(
         raise ValueError(f"adjacency has {len(np.asarray(adjacency[0])) - 1} nodes; A has {n} columns.")
     if not (isinstance(n_starts, (int, np.integer)) and n_starts >= 1):
         raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
+    if not (isinstance(refine, (int, np.integer)) and refine >= 0):
+        raise ValueError(f"refine must be a non-negative integer; got {refine!r}.")
     if not dt > 0 or not max_advance >= 0:
         raise ValueError(f"dt must be positive and max_advance non-negative; got dt={dt}, max_advance={max_advance}.")
     lap = _as_laplacian(laplacian, n, dtype)
@@ -532,6 +542,27 @@ def shooting_fit(
     lo, hi = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
     lm = _lm_multi(jnp.asarray(theta0, dtype), problem, config, lo, hi, max_iter=int(max_iter), tol=float(tol))
     best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
+    starts, nodes = [np.asarray(theta0)], list(nodes)
+    for _ in range(refine):
+        theta = np.asarray(lm.theta[best], np.float64)
+        node = int(np.argmin(np.linalg.norm(verts - theta[:3], axis=1)))
+        walk = pacing_search(
+            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=_unpack(lm.theta[best], problem, config)[3],
+            max_advance=max_advance, candidates=[node], substeps=int(substeps),
+        )
+        if walk.node == node:
+            break
+        theta[:3], theta[4] = verts[walk.node], walk.onset
+        theta = np.clip(theta, lower, upper)[None]
+        more = _lm_multi(jnp.asarray(theta, dtype), problem, config, lo, hi, max_iter=int(max_iter), tol=float(tol))
+        # Every start stays in the record (``lm``, ``starts``): the diagnostics list them all.
+        lm = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), lm, more)
+        starts.append(theta)
+        nodes.append(walk.node)
+        if not bool(jnp.isfinite(more.cost[0]) & (more.cost[0] < lm.cost[best])):
+            break
+        best = len(nodes) - 1
+    theta0 = np.concatenate(starts)
     theta = lm.theta[best]
     cov, sigma2 = laplace_covariance(theta, problem, config, prior_sd)
     U, V = _shoot(theta, problem, config)
