@@ -18,7 +18,7 @@ pacing, the shipped Laplacian, D = 10, a = 0.1, the simulator's default sub-step
 * ``patch7`` — paced from the node's 1-ring (7 nodes) instead of the node alone.
 
 Methods: ``tik2-gcv`` (2nd-order Tikhonov, GCV λ), ``spatiotemporal`` (GCV), ``ap-shooting``
-(defaults, fitting the site, width, onset and D), ``eand-arn`` (``--eand-steps`` Adam steps,
+(defaults, fitting the site, width, onset, D and a), ``eand-arn`` (``--eand-steps`` Adam steps,
 defaults otherwise: ``start="auto"``), ``eand-arn-pacing`` (from the single-site beat of the nominal
 model, ``start="pacing"``: the default before ``"auto"``), ``eand-arn-fit`` (the same, also
 learning D and a in the loss: ``fit_D``, ``fit_a`` — can the physics term repair a wrong start?),

@@ -201,7 +201,7 @@ def start_solution(
     * ``"pacing"``: the best single-site Aliev–Panfilov beat
       (:func:`~ecgi_jax.solvers.shooting.pacing_search`) — a trajectory of the nominal model;
     * ``"shooting"``: the beat of :func:`~ecgi_jax.solvers.shooting.shooting_fit` (patch centre,
-      width, onset and D fitted, started from that pacing search; needs ``vertices``) — a trajectory
+      width, onset, D and a fitted, started from that pacing search; needs ``vertices``) — a trajectory
       of the *fitted* model, whose ``D`` and ``a`` are returned in ``info["start_D"]`` /
       ``["start_a"]`` for EAND-ARN's physics term;
     * ``"auto"``: both (shooting only when ``vertices`` are given), and the one with the lower

@@ -5,7 +5,7 @@
 * ``first="ap-shooting"`` (default): the shooting beat ``(U, V)`` is EAND-ARN's start
   (``solve(..., method="eand-arn", start=(U, V))``) — the network then corrects what the
   few-parameter beat cannot express (model mismatch). EAND-ARN's physics loss uses the AP
-  parameters shooting fitted (``D``, and ``a`` with ``fit_a``), not the nominal ones: otherwise the
+  parameters shooting fitted (``D`` and ``a``), not the nominal ones: otherwise the
   loss would pull the beat back towards the very model the fit rejected;
 * ``first="eand-arn"``: EAND-ARN's map starts the shooting fit — the earliest-activating nodes of
   its ``U`` are the start centres and their activation times the start onsets
@@ -43,13 +43,14 @@ def solve_ap_shooting(
     start="search",
     n_starts: int = 4,
     fit_D: bool = True,
-    fit_a: bool = False,
+    fit_a: bool = True,
     max_iter: int = 20,
     tol: float = 1e-4,
     max_advance: float = 2.0,
     n_candidates: int = 64,
     substeps: int | None = None,
     prior_sd=None,
+    refine: int = 2,
     ap_params: APParams = APParams(),
 ) -> Solution:
     """Shooting through the Aliev–Panfilov simulator (see :func:`~ecgi_jax.solvers.shooting.shooting_fit`).
@@ -63,7 +64,7 @@ def solve_ap_shooting(
     fit = shooting_fit(
         Y, A, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params, start=start,
         n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, max_iter=max_iter, tol=tol, max_advance=max_advance,
-        n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd,
+        n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine,
     )
     names = list(fit.names)
     best = int(np.argmin(np.asarray(fit.lm.cost)))
@@ -108,7 +109,7 @@ def solve_hybrid(
     steps: int = 300,
     n_starts: int = 4,
     fit_D: bool = True,
-    fit_a: bool = False,
+    fit_a: bool = True,
     ap_params: APParams = APParams(),
     key=None,
     progress: bool = False,
@@ -145,10 +146,10 @@ def solve_hybrid(
 register_method(
     "ap-shooting",
     solve_ap_shooting,
-    "Shooting: fits a Gaussian initial-activation patch (centre, width), onset time and D of an "
+    "Shooting: fits a Gaussian initial-activation patch (centre, width), onset time, D and a of an "
     "Aliev–Panfilov beat to the body potentials by Levenberg–Marquardt with forward-mode "
-    "Jacobians, multi-start (vmapped) from the pacing search; Laplace covariance of the "
-    "parameters. Needs `laplacian`, `vertices`, `adjacency`, `dt`.",
+    "Jacobians, multi-start (vmapped) from the pacing search, then a local site refinement; Laplace covariance "
+    "of the parameters. Needs `laplacian`, `vertices`, `adjacency`, `dt`.",
 )
 register_method(
     "hybrid",
