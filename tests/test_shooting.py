@@ -170,9 +170,26 @@ def test_site_refinement_walks_from_a_wrong_node_to_the_true_one(sphere):
     assert stuck.node == neighbour
     assert moved.node == NODE
     assert moved.misfit < stuck.misfit
-    # every start is on record: the original one and the walk's
-    assert moved.start_nodes.tolist()[:2] == [neighbour, NODE]
+    # every start is on record: the original one (fixed a, then a freed from it) and the walk's
+    assert moved.start_nodes.tolist()[:3] == [neighbour, neighbour, NODE]
     assert moved.starts.shape[0] == moved.lm.cost.shape[0] == len(moved.start_nodes)
+
+
+def test_staged_a_fit_records_first_stage_results_as_valid_full_model_parameters(sphere):
+    """With ``fit_a`` the starts are fitted with a fixed first; their θ is padded with
+    ``logit_a = 0``, which must reproduce the recorded cost under the full (fit_a) model."""
+    mesh, lap, A, U, Y = sphere
+    Yn = _noisy(Y, 0.05)
+    fit = shooting_fit(Yn, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, start=[NODE, 40], n_starts=2,
+                       max_iter=4, refine=0)
+    assert fit.names[-1] == "logit_a" and fit.lm.theta.shape == (3, 7)
+    np.testing.assert_array_equal(np.asarray(fit.lm.theta[:2, -1]), 0.0)
+    prob = ShootingProblem(Yn, A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
+    for k in range(3):
+        np.testing.assert_allclose(float(misfit(fit.lm.theta[k], prob, fit.config)), float(fit.lm.cost[k]), rtol=1e-4)
+    # the freed stage starts from the best fixed-a fit and can only improve on it
+    assert float(fit.lm.cost[2]) <= float(jnp.min(fit.lm.cost[:2])) * (1 + 1e-6)
+    np.testing.assert_allclose(fit.starts[2], np.asarray(fit.lm.theta[int(jnp.argmin(fit.lm.cost[:2]))]), rtol=1e-6)
 
 
 def test_pacing_search_from_given_candidates_is_local(sphere):
