@@ -67,7 +67,7 @@ def solve_ap_shooting(
         n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine,
     )
     names = list(fit.names)
-    best = int(np.argmin(np.asarray(fit.lm.cost)))
+    best = fit.best
     y2 = float(np.sum(np.asarray(Y, np.float64) ** 2))
     diag = dict(
         names=names,

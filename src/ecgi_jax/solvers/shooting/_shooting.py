@@ -334,6 +334,7 @@ class ShootingFit(NamedTuple):
         starts: ``(k, p)`` start parameters; start_nodes ``(k,)``; lm: the vmapped
             :class:`LMResult` of every start.
         config: the :class:`ShootingConfig`.
+        best: index of the fit returned (in ``starts``, ``start_nodes`` and ``lm``).
     """
 
     U: jax.Array
@@ -352,6 +353,7 @@ class ShootingFit(NamedTuple):
     start_nodes: np.ndarray
     lm: LMResult
     config: ShootingConfig
+    best: int
 
 
 def parameter_bounds(vertices, spacing: float, config: ShootingConfig, dt: float):
@@ -544,28 +546,35 @@ def shooting_fit(
         Y, A, lap, jnp.asarray(verts, dtype), jax.tree.map(lambda x: jnp.asarray(x, dtype), params), jnp.asarray(dt, dtype)
     )
     lo, hi = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
-    fit = lambda th, cfg, lo, hi: _lm_multi(jnp.asarray(th, dtype), problem, cfg, lo, hi, max_iter=int(max_iter), tol=float(tol))  # noqa: E731
     starts, nodes = [np.asarray(theta0)], list(nodes)
-    if config.fit_a:
-        # Staged: every start with a fixed, then a freed from the best of them. Fitting D and a
-        # together from the starts found worse local optima (on the P-DL heart with a scar: misfit
-        # 0.0077 against 0.0051 for the nested fixed-a model). θ with logit_a = 0 *is* the fixed-a
-        # model, so the first stage's results stay valid entries of the record.
-        lm = fit(theta0[:, :-1], dataclasses.replace(config, fit_a=False), lo[:-1], hi[:-1])
-        lm = lm._replace(theta=jnp.concatenate([lm.theta, jnp.zeros_like(lm.theta[:, :1])], axis=1))
-        best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
-        more = fit(lm.theta[best][None], config, lo, hi)
-        starts.append(np.asarray(lm.theta[best])[None])
-        nodes.append(nodes[best])
+
+    def fit(theta, cfg, lo, hi):
+        return _lm_multi(jnp.asarray(theta, dtype), problem, cfg, lo, hi, max_iter=int(max_iter), tol=float(tol))
+
+    def fit_one_more(lm, best, theta, node):
+        """LM from one more start ``theta (1, p)``, appended to the record (every start stays in
+        ``lm``/``starts``: the diagnostics list them all); returns ``(lm, best, improved)``."""
+        more = fit(theta, config, lo, hi)
+        starts.append(np.asarray(theta))
+        nodes.append(node)
+        improved = bool(jnp.isfinite(more.cost[0]) & (more.cost[0] < lm.cost[best]))
         lm = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), lm, more)
-        if bool(jnp.isfinite(more.cost[0]) & (more.cost[0] < lm.cost[best])):
-            best = len(nodes) - 1
-    else:
-        lm = fit(theta0, config, lo, hi)
-        best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
+        return lm, (len(nodes) - 1 if improved else best), improved
+
+    # With fit_a the fit is staged: every start with a fixed, then a freed from the best of them.
+    # Fitting D and a together from the starts found worse local optima (on the P-DL heart with a
+    # scar: misfit 0.0077 against 0.0051 for the nested fixed-a model). θ with logit_a = 0 *is* the
+    # fixed-a model, so the first stage's results, padded with it, stay valid entries of the record.
+    first = dataclasses.replace(config, fit_a=False)
+    k = first.n_params
+    lm = fit(theta0[:, :k], first, lo[:k], hi[:k])
+    lm = lm._replace(theta=jnp.pad(lm.theta, ((0, 0), (0, p - k))))
+    best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
+    if config.fit_a:
+        lm, best, _ = fit_one_more(lm, best, lm.theta[best][None], nodes[best])
     for _ in range(refine):
         theta = np.asarray(lm.theta[best], np.float64)
-        node = int(np.argmin(np.linalg.norm(verts - theta[:3], axis=1)))
+        node = _nearest(verts, theta[:3])
         walk = pacing_search(
             Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=_unpack(lm.theta[best], problem, config)[3],
             max_advance=max_advance, candidates=[node], substeps=int(substeps),
@@ -577,27 +586,25 @@ def shooting_fit(
             # valley): continue it from where it stopped.
         else:
             theta[:3], theta[4] = verts[walk.node], walk.onset
-        theta = np.clip(theta, lower, upper)[None]
-        more = fit(theta, config, lo, hi)
-        # Every start stays in the record (``lm``, ``starts``): the diagnostics list them all.
-        lm = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), lm, more)
-        starts.append(theta)
-        nodes.append(walk.node)
-        if not bool(jnp.isfinite(more.cost[0]) & (more.cost[0] < lm.cost[best])):
+        lm, best, improved = fit_one_more(lm, best, np.clip(theta, lower, upper)[None], walk.node)
+        if not improved:
             break
-        best = len(nodes) - 1
     theta0 = np.concatenate(starts)
     theta = lm.theta[best]
     cov, sigma2 = laplace_covariance(theta, problem, config, prior_sd)
     U, V = _shoot(theta, problem, config)
     _, width, onset, fitted = _unpack(theta, problem, config)
     th = np.asarray(theta, np.float64)
-    node = int(np.argmin(np.linalg.norm(verts - th[:3], axis=1)))
     return ShootingFit(
         U=U, V=V, theta=th, names=config.names, cov=cov, std=np.sqrt(np.diag(cov)), sigma2=sigma2, params=fitted,
-        node=node, onset=float(onset), width=float(width), misfit=float(lm.cost[best] / jnp.sum(Y**2)),
-        starts=theta0, start_nodes=np.asarray(nodes), lm=lm, config=config,
+        node=_nearest(verts, th[:3]), onset=float(onset), width=float(width), misfit=float(lm.cost[best] / jnp.sum(Y**2)),
+        starts=theta0, start_nodes=np.asarray(nodes), lm=lm, config=config, best=best,
     )
+
+
+def _nearest(vertices, x) -> int:
+    """The heart node nearest to the point ``x``."""
+    return int(np.argmin(np.linalg.norm(vertices - x, axis=1)))
 
 
 def _starts_from_map(U, dt, vertices, k, h):
