@@ -90,7 +90,7 @@ VARIANTS = {
     "learnable-w": {"learnable_weights": True},
     "tik-terms": {"weights": (1.0, 1.0, 1.0, 1e-4, 1e-4)},
 }
-TIK_TRAIN = {"start": "tikhonov", "weights": (1.0, 1e-3, 1e-3, 0.0, 0.0), "learning_rate": 1e-3}
+TIK_TRAIN = {"start": "tikhonov", "weights": (1.0, 1e-3, 1e-3, 0.0, 0.0), "balance_every": 0, "learning_rate": 1e-3}
 VARIANTS.update({
     "tik-train": TIK_TRAIN,
     "tik-train-plain": {**TIK_TRAIN, "adaptive": False},
@@ -99,6 +99,15 @@ VARIANTS.update({
     "tik-train-ad": {**TIK_TRAIN, "mode": "coordinate", "width": 64, "derivative": "autodiff"},
     "tik-train-grid": {**TIK_TRAIN, "mode": "grid"},
     "tik-train-data-only": {**TIK_TRAIN, "weights": (1.0, 0.0, 0.0, 0.0, 0.0)},
+})
+# The same start with the weights balanced by gradient norms (data fit against physics, every 100
+# steps) instead of hand-set to 1e-3.
+TIK_BALANCED = {"start": "tikhonov", "weights": (1.0, 1.0, 1.0, 0.0, 0.0), "balance_every": 100, "learning_rate": 1e-3}
+VARIANTS.update({
+    "tik-balanced": TIK_BALANCED,
+    "tik-balanced-plain": {**TIK_BALANCED, "adaptive": False},
+    "tik-balanced-stencil3": {**TIK_BALANCED, "order": 2},
+    "tik-balanced-grid": {**TIK_BALANCED, "mode": "grid"},
 })
 CLASSICAL = ("tik2-oracle", "tik2-gcv")
 ALL = CLASSICAL + ("pacing-only",) + tuple(VARIANTS) + ("pdl",)

@@ -59,7 +59,7 @@ from noise_study import meta  # noqa: E402  (one definition of what a run record
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("crime", "fine-dt", "laplacian", "D-20", "D+20", "a-20", "a+20", "scar", "patch7")
-METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-pacing", "eand-arn-fit", "hybrid")
+METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-balanced", "eand-arn-pacing", "eand-arn-fit", "hybrid")
 QUICK_SCENARIOS = ("crime", "D+20", "scar", "patch7")
 
 
@@ -126,6 +126,8 @@ def run_method(method, Y, A, lap, data, args, key):
         return solve(Y, A, method="ap-shooting", **common)
     if method == "eand-arn":
         return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, **common)
+    if method == "eand-arn-balanced":
+        return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, balance_every=100, **common)
     if method in ("eand-arn-pacing", "eand-arn-fit"):
         fit = {"fit_D": True, "fit_a": True} if method == "eand-arn-fit" else {}
         return solve(Y, A, method="eand-arn", start="pacing", steps=args.eand_steps, key=key, progress=False, **fit, **common)

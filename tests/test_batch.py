@@ -158,9 +158,10 @@ def sphere_batch():
     return mesh, lap, A, X, np.einsum("bmn,bnt->bmt", A, X)
 
 
-def test_eand_arn_batch_matches_loop(sphere_batch):
+@pytest.mark.parametrize("extra", [{}, {"balance_every": 10}], ids=["fixed-weights", "balanced-weights"])
+def test_eand_arn_batch_matches_loop(sphere_batch, extra):
     mesh, lap, A, X, Y = sphere_batch
-    kw = dict(laplacian=lap, dt=0.1, init="random", width=8, n_blocks=1, steps=30, chunk=10, progress=False)
+    kw = dict(laplacian=lap, dt=0.1, init="random", width=8, n_blocks=1, steps=30, chunk=10, progress=False, **extra)
     keys = [jax.random.key(i) for i in range(B)]
     batch = solve_batch(Y, A, method="eand-arn", keys=keys, truth=X, **kw)
     loop = [solve(Y[b], A[b], method="eand-arn", key=keys[b], truth=X[b], **kw) for b in range(B)]
@@ -168,6 +169,10 @@ def test_eand_arn_batch_matches_loop(sphere_batch):
     for sb, sl in zip(batch, loop):
         np.testing.assert_allclose(sb.history["rel_error"], sl.history["rel_error"], rtol=1e-5)
         np.testing.assert_allclose(np.asarray(sb.V), np.asarray(sl.V), atol=1e-5 * float(np.max(np.abs(sl.V))))
+    if extra:  # the rebalancing (a lax.cond, a select under vmap) updated each problem's own weights
+        for sb, sl in zip(batch, loop):
+            np.testing.assert_allclose(sb.diagnostics["loss_weights"], sl.diagnostics["loss_weights"], rtol=1e-4)
+        assert batch[0].diagnostics["loss_weights"] != batch[1].diagnostics["loss_weights"]
     # Different keys give different networks: the batch did not share one model.
     assert not np.allclose(np.asarray(batch[0].U), np.asarray(batch[1].U))
 

@@ -9,6 +9,7 @@ with ∂/∂t by a finite-difference stencil over neighbouring samples and Δ by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import NamedTuple
 
@@ -22,7 +23,7 @@ from ...operators import SparseOperator, adjacency_from_sparse, stencil
 from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
 from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
 from ._networks import AdaptiveResNet, FreeGrid, PDLNet
-from ._train import TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
+from ._train import GradNormBalance, TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
 
 __all__ = [
     "EANDARNConfig", "NeuralFit", "EANDARNSetup", "recovery_from_potential", "build_model", "start_solution",
@@ -52,7 +53,12 @@ class EANDARNConfig:
         windows: ``None`` for the full batch (every sample each step), or the number of random
             time windows (all nodes × ``2r+1`` consecutive samples each) per step.
         weights: fixed weights of ``(data, phys_u, phys_v, tik0, tik2)``; with
-            ``learnable_weights`` they switch terms on (``> 0``) and scale them.
+            ``learnable_weights`` or ``balance_every`` they switch terms on (``> 0``) and scale them.
+        balance_every: ``k > 0`` rebalances the weights every ``k`` steps so that the data fit
+            and the other terms together (physics, Tikhonov; their ratios as in ``weights``) pull
+            with equal gradient norms (:class:`~ecgi_jax.solvers.neural.GradNormBalance`) — the
+            physics can then no longer swamp the data fit of a start that violates it; 0: fixed
+            weights. The final weights are in ``info["loss_weights"]``.
         init: how the start solution enters (see :func:`eand_arn`'s ``start``):
             ``"residual"`` (default) — the network learns a correction added to the start fields
             (output layer zeroed, so training begins exactly at the start);
@@ -78,6 +84,7 @@ class EANDARNConfig:
     windows: int | None = None
     weights: tuple[float, ...] = (1.0, 1.0, 1.0, 0.0, 0.0)
     learnable_weights: bool = False
+    balance_every: int = 0
     init: str = "residual"
     architecture: str = "adaptive-resnet"
     ridge: float = 1e-6
@@ -105,6 +112,10 @@ class EANDARNConfig:
             raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
         if self.mode == "grid" and self.init == "head":
             raise ValueError("init='head' fits a network's output layer; mode='grid' has none (use init='residual').")
+        if not isinstance(self.balance_every, int) or self.balance_every < 0:
+            raise ValueError(f"balance_every must be an integer >= 0 (steps; 0 = fixed weights); got {self.balance_every!r}.")
+        if self.balance_every and self.learnable_weights:
+            raise ValueError("balance_every and learnable_weights are two ways to set the weights: choose one.")
         if self.windows is not None and self.windows < 1:
             raise ValueError(f"windows must be None or >= 1; got {self.windows}.")
         stencil(1, self.order)
@@ -336,7 +347,7 @@ def setup_eand_arn(
     if cfg.fits_physics:
         params["physics"] = {name: jnp.zeros((), dtype) for name, on in (("log_D", cfg.fit_D), ("logit_a", cfg.fit_a)) if on}
     optimizer = make_optimizer(train, physics=cfg.fits_physics)
-    state = TrainState.create(params, optimizer, dtype)
+    state = TrainState.create(params, optimizer, dtype, weights=cfg.weights if cfg.balance_every else None)
     return EANDARNSetup(state, problem, k_train, graphdef, info_start)
 
 
@@ -354,15 +365,15 @@ def fitted_ap_params(ap: APParams, physics: dict | None) -> APParams:
 
 
 def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
-    """``loss_fn(params, problem, t_idx) -> (total, terms)`` of EAND-ARN (pure)."""
+    """``loss_fn(params, problem, t_idx, w=config.weights) -> (total, terms)`` of EAND-ARN (pure)."""
     cfg = config
     weights = jnp.asarray(cfg.weights, dtype)
 
-    def loss_fn(p, problem, t_idx):
+    def loss_fn(p, problem, t_idx, w=weights):
         problem = problem._replace(ap=fitted_ap_params(problem.ap, p.get("physics")))
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
         terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
-        return combine_terms(terms, weights, p.get("log_sigma")), terms
+        return combine_terms(terms, w, p.get("log_sigma")), terms
 
     return loss_fn
 
@@ -370,8 +381,16 @@ def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
 def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t: int, dtype):
     """The pure training step ``step(state, problem, key)`` of one problem (see :func:`make_step`);
     only the static network structure and settings are closed over, so it vmaps over problems."""
+    balance = None
+    if config.balance_every:
+        # Data fit against everything else as one group: balancing the two AP equations against
+        # each other (jaxpi's per-term form) drove the easy v-residual to 0 and stalled
+        # (phantom, Tikhonov start: RE 0.34 vs 0.23 after 3000 steps).
+        groups = tuple(0 if name == "data" else 1 for name in TERMS)
+        balance = GradNormBalance(jnp.asarray(config.weights, dtype), groups, config.balance_every)
     return make_step(
-        make_eand_arn_loss(graphdef, config, dtype), make_optimizer(train, physics=config.fits_physics), _sampler(config, n_t)
+        make_eand_arn_loss(graphdef, config, dtype), make_optimizer(train, physics=config.fits_physics),
+        _sampler(config, n_t), balance,
     )
 
 
@@ -385,8 +404,10 @@ def make_fields(graphdef, config: EANDARNConfig, n_t: int):
     return fields
 
 
-def _neural_fit(U, V, params, graphdef, history, info, info_start, ap: APParams) -> NeuralFit:
+def _neural_fit(U, V, params, graphdef, history, info, info_start, ap: APParams, weights=None) -> NeuralFit:
     model = nnx.merge(graphdef, params["net"], params["fixed"])
+    if weights is not None:
+        info["loss_weights"] = np.asarray(weights).tolist()  # where gradient-norm balancing ended
     info["alpha"] = [float(b.alpha[...]) for b in getattr(model, "blocks", ()) if b.adaptive]
     if params.get("physics"):
         fitted = fitted_ap_params(ap, params["physics"])
@@ -452,13 +473,15 @@ def eand_arn(
     if train.lbfgs_steps and info["stopped"] != "diverged":
         # Finishing stage on the full-batch loss (every sample; P-DL-style collocation: all samples).
         loss_fn = make_eand_arn_loss(graphdef, config, dtype)
+        if state.weights is not None:
+            loss_fn = functools.partial(loss_fn, w=state.weights)  # the balanced weights training ended with
         t0 = time.perf_counter()
         params, lbfgs_losses = lbfgs_refine(loss_fn, params, problem, jnp.arange(n_t), train.lbfgs_steps)
         history["lbfgs_loss"] = [float(v) for v in lbfgs_losses]
         info["lbfgs_s"] = time.perf_counter() - t0
         info["lbfgs_final_loss"] = float(loss_fn(params, problem, jnp.arange(n_t))[0])
     U, V = fields(params, problem)
-    return _neural_fit(U, V, params, graphdef, history, info, setup.info, problem.ap)
+    return _neural_fit(U, V, params, graphdef, history, info, setup.info, problem.ap, state.weights)
 
 
 def _stack(trees):
@@ -541,5 +564,8 @@ def eand_arn_batch(
     fits = []
     for b in range(n_problems):
         params = jax.tree.map(lambda x: x[b], state.params)
-        fits.append(_neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info, setups[b].problem.ap))
+        weights = None if state.weights is None else state.weights[b]
+        fits.append(
+            _neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info, setups[b].problem.ap, weights)
+        )
     return fits

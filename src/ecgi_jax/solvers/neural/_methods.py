@@ -43,7 +43,7 @@ def _eand_arn_settings(o: dict):
         mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
         activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], order=o["order"],
         derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
-        learnable_weights=o["learnable_weights"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
+        learnable_weights=o["learnable_weights"], balance_every=o["balance_every"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
     )
     train = TrainConfig(
         steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
@@ -86,6 +86,7 @@ def solve_eand_arn(
     windows: int | None = None,
     weights=(1.0, 1.0, 1.0, 0.0, 0.0),
     learnable_weights: bool = False,
+    balance_every: int = 0,
     fit_D: bool = False,
     fit_a: bool = False,
     physics_learning_rate: float = 1e-2,

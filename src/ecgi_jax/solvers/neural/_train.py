@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["TrainConfig", "TrainState", "make_optimizer", "make_step", "run_training", "lbfgs_refine"]
+__all__ = [
+    "TrainConfig", "TrainState", "GradNormBalance", "grad_norm_weights", "make_optimizer", "make_step", "run_training",
+    "lbfgs_refine",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,26 +99,74 @@ class TrainState(NamedTuple):
     diverged: jax.Array  # set (and updates frozen) at the first non-finite loss or gradient
     loss: jax.Array  # total loss at the last good step
     good_params: dict  # the parameters at which the loss was last finite (restored on divergence)
+    weights: jax.Array | None = None  # current loss-term weights (only with a GradNormBalance)
 
     @classmethod
-    def create(cls, params, optimizer: optax.GradientTransformation, dtype=None) -> "TrainState":
-        """The state before the first step."""
+    def create(cls, params, optimizer: optax.GradientTransformation, dtype=None, weights=None) -> "TrainState":
+        """The state before the first step; ``weights``: the term weights a balanced step starts from."""
         loss = jnp.asarray(jnp.inf, dtype or jnp.result_type(float))
-        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), loss, params)
+        weights = None if weights is None else jnp.asarray(weights, loss.dtype)
+        return cls(params, optimizer.init(params), jnp.zeros((), jnp.int32), jnp.array(False), loss, params, weights)
 
 
-def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample_fn: Callable):
+class GradNormBalance(NamedTuple):
+    """Loss-term weights balanced by gradient norms (Wang, Wang & Perdikaris 2023, as in jaxpi),
+    by groups of terms.
+
+    Every ``every`` steps the weights move towards :func:`grad_norm_weights` — each active group of
+    terms then pulls on the parameters with the same gradient norm; within a group the terms keep
+    their ``base`` ratios — by an exponential moving average with ``momentum`` (the first update,
+    at step 0, sets them). Terms with ``base == 0`` stay off. ``groups[k]`` is term k's group
+    (``None``: every term its own group, jaxpi's form).
+    """
+
+    base: jax.Array  # (k,) base weights
+    groups: tuple[int, ...] | None = None
+    every: int = 100
+    momentum: float = 0.9
+
+
+def grad_norm_weights(terms_fn: Callable, params, base, groups=None, eps: float = 1e-6):
+    """Weights ``w_k = b_k · Σ_h g_h / g_{G(k)}``: ``g_h = ‖∇_θ Σ_{k∈h} b_k L_k‖`` the gradient norm of
+    group h, the sum over the groups with an active term (``b_k > 0``); ``terms_fn(params) -> (k,)``,
+    ``groups``: group index per term (``None``: one group per term). A group's norm is floored at
+    ``eps · Σ_h g_h``, so a group already at its minimum gets a large, finite weight."""
+    base = jnp.asarray(base)
+    groups = tuple(range(base.shape[0])) if groups is None else tuple(groups)
+    member = jax.nn.one_hot(jnp.asarray(groups), max(groups) + 1, dtype=base.dtype).T  # (h, k)
+    jac = jax.jacrev(lambda p: member @ (base * terms_fn(p)))(params)
+    g = jnp.sqrt(sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1) for leaf in jax.tree.leaves(jac)))
+    active = member @ (base > 0).astype(base.dtype) > 0
+    total = jnp.sum(jnp.where(active, g, 0.0))
+    group_w = jnp.where(active, total / jnp.maximum(g, eps * total), 0.0)
+    return base * (group_w @ member)
+
+
+def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample_fn: Callable, balance=None):
     """``step(state, problem, key)``: one guarded optimiser step.
 
     ``loss_fn(params, problem, t_idx) -> (total, terms)``; ``sample_fn(key) -> t_idx``. If the loss or
     a gradient is not finite the update is skipped, ``diverged`` is set and the parameters go back
     to the last ones at which the loss was finite (an update can itself overflow, so the current
     parameters are not necessarily good); every later step is a no-op.
+
+    With a :class:`GradNormBalance`, ``loss_fn(params, problem, t_idx, weights)`` takes the term
+    weights, which live in ``state.weights`` and are rebalanced every ``balance.every`` steps (on
+    that step's sample). The total the step reports (and the plateau rule compares) is then
+    ``Σ base_k · L_k``: comparable from step to step, unlike the balanced total.
     """
 
     def step(state: TrainState, problem, key):
         t_idx = sample_fn(key)
-        (total, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, problem, t_idx)
+        weights = state.weights
+        if balance is None:
+            objective = lambda p: loss_fn(p, problem, t_idx)  # noqa: E731
+        else:
+            weights = _rebalance(state, lambda p: loss_fn(p, problem, t_idx, state.weights)[1])
+            objective = lambda p: loss_fn(p, problem, t_idx, weights)  # noqa: E731
+        (total, terms), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        if balance is not None:
+            total = jnp.sum(balance.base * terms)
         finite = jnp.isfinite(total) & jax.tree.reduce(
             lambda acc, g: acc & jnp.all(jnp.isfinite(g)), grads, jnp.array(True)
         )
@@ -132,8 +183,18 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
             diverged=state.diverged | ~finite,
             loss=jnp.where(ok, total, state.loss).astype(state.loss.dtype),  # e.g. float64 params, float32 data
             good_params=keep(state.params, state.good_params),
+            weights=keep(weights, state.weights),
         )
         return new_state, jnp.concatenate([total[None], terms])
+
+    def _rebalance(state: TrainState, terms_fn):
+        def update(w):
+            target = grad_norm_weights(terms_fn, state.params, balance.base.astype(w.dtype), balance.groups).astype(w.dtype)
+            mixed = jnp.where(state.step == 0, target, balance.momentum * w + (1 - balance.momentum) * target)
+            return jnp.where(jnp.all(jnp.isfinite(mixed)), mixed, w)  # a failed balance keeps the weights
+
+        due = (state.step % balance.every == 0) & ~state.diverged
+        return jax.lax.cond(due, update, lambda w: w, state.weights)
 
     return step
 
