@@ -108,6 +108,9 @@ VARIANTS.update({
     "tik-balanced-plain": {**TIK_BALANCED, "adaptive": False},
     "tik-balanced-stencil3": {**TIK_BALANCED, "order": 2},
     "tik-balanced-grid": {**TIK_BALANCED, "mode": "grid"},
+    "tik-balanced-coordinate": {**TIK_BALANCED, "mode": "coordinate", "width": 64},
+    "tik-balanced-ad": {**TIK_BALANCED, "mode": "coordinate", "width": 64, "derivative": "autodiff"},
+    "random-balanced": {"init": "random", "balance_every": 100, "learning_rate": 1e-3},
 })
 CLASSICAL = ("tik2-oracle", "tik2-gcv")
 ALL = CLASSICAL + ("pacing-only",) + tuple(VARIANTS) + ("pdl",)

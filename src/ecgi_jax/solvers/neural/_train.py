@@ -143,7 +143,7 @@ def grad_norm_weights(terms_fn: Callable, params, base, groups=None, eps: float 
 
 
 def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample_fn: Callable, balance=None):
-    """``step(state, problem, key)``: one guarded optimiser step.
+    """``step(state, problem, key, it=None)``: one guarded optimiser step.
 
     ``loss_fn(params, problem, t_idx) -> (total, terms)``; ``sample_fn(key) -> t_idx``. If the loss or
     a gradient is not finite the update is skipped, ``diverged`` is set and the parameters go back
@@ -153,16 +153,20 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
     With a :class:`GradNormBalance`, ``loss_fn(params, problem, t_idx, weights)`` takes the term
     weights, which live in ``state.weights`` and are rebalanced every ``balance.every`` steps (on
     that step's sample). The total the step reports (and the plateau rule compares) is then
-    ``Σ base_k · L_k``: comparable from step to step, unlike the balanced total.
+    ``Σ base_k · L_k``: comparable from step to step, unlike the balanced total. ``it``: the training
+    loop's step number (default ``state.step``), which :func:`run_training` passes unbatched, so
+    that under ``vmap`` the rebalancing stays a branch taken every ``every`` steps instead of a
+    select that computes it at every step.
     """
 
-    def step(state: TrainState, problem, key):
+    def step(state: TrainState, problem, key, it=None):
         t_idx = sample_fn(key)
         weights = state.weights
         if balance is None:
             objective = lambda p: loss_fn(p, problem, t_idx)  # noqa: E731
         else:
-            weights = _rebalance(state, lambda p: loss_fn(p, problem, t_idx, state.weights)[1])
+            it = state.step if it is None else it
+            weights = _rebalance(state, it, lambda p: loss_fn(p, problem, t_idx, state.weights)[1])
             objective = lambda p: loss_fn(p, problem, t_idx, weights)  # noqa: E731
         (total, terms), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         if balance is not None:
@@ -187,28 +191,30 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
         )
         return new_state, jnp.concatenate([total[None], terms])
 
-    def _rebalance(state: TrainState, terms_fn):
+    def _rebalance(state: TrainState, it, terms_fn):
         def update(w):
             target = grad_norm_weights(terms_fn, state.params, balance.base.astype(w.dtype), balance.groups).astype(w.dtype)
-            mixed = jnp.where(state.step == 0, target, balance.momentum * w + (1 - balance.momentum) * target)
-            return jnp.where(jnp.all(jnp.isfinite(mixed)), mixed, w)  # a failed balance keeps the weights
+            mixed = jnp.where(it == 0, target, balance.momentum * w + (1 - balance.momentum) * target)
+            # A failed balance (non-finite gradient norms) or a diverged problem keeps its weights.
+            return jnp.where(jnp.all(jnp.isfinite(mixed)) & ~state.diverged, mixed, w)
 
-        due = (state.step % balance.every == 0) & ~state.diverged
-        return jax.lax.cond(due, update, lambda w: w, state.weights)
+        return jax.lax.cond(it % balance.every == 0, update, lambda w: w, state.weights)
 
     return step
 
 
 def _chunk_runner(step, batched: bool):
-    """Jitted ``(state, problem, keys, frozen) -> (state, terms)``: ``len(keys)`` fused steps;
-    with ``batched``, one vmapped program over stacked states, problems and per-problem keys.
-    A ``frozen`` problem keeps its state (it has stopped: plateau or divergence)."""
+    """Jitted ``(state, problem, keys, frozen, first) -> (state, terms)``: ``len(keys)`` fused steps
+    numbered from ``first``; with ``batched``, one vmapped program over stacked states, problems and
+    per-problem keys (the step numbers are shared). A ``frozen`` problem keeps its state (it has
+    stopped: plateau or divergence)."""
 
-    def chunk(state, problem, keys, frozen):
-        new, terms = jax.lax.scan(lambda s, k: step(s, problem, k), state, keys)
+    def chunk(state, problem, keys, frozen, first):
+        its = first + jnp.arange(keys.shape[0], dtype=jnp.int32)
+        new, terms = jax.lax.scan(lambda s, x: step(s, problem, x[0], x[1]), state, (keys, its))
         return jax.tree.map(lambda a, b: jnp.where(frozen, b, a), new, state), terms
 
-    return jax.jit(jax.vmap(chunk) if batched else chunk)
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, 0, None)) if batched else chunk)
 
 
 def _split(key, n, batched):
@@ -242,7 +248,8 @@ def run_training(
     against a known truth in benchmarks).
 
     Args:
-        step: ``step(state, problem, key) -> (state, terms)`` for ONE problem (:func:`make_step`).
+        step: ``step(state, problem, key, it) -> (state, terms)`` for ONE problem (:func:`make_step`;
+            ``it`` is the loop's step number, unbatched).
         state, problem, key: the initial state, the problem pytree and the loop's PRNG key; with
             ``batched=True`` all three are stacked along a leading batch axis (``jax.tree.map``
             of ``np.stack``), one entry per problem, and may be sharded over devices.
@@ -309,7 +316,7 @@ def run_training(
         key, keys = _split(key, n, batched)
         frozen = np.array([r is not None for r in reasons]) if batched else np.array(False)
         tc = time.perf_counter()
-        state, terms = run_chunk(state, problem, keys, frozen)
+        state, terms = run_chunk(state, problem, keys, frozen, jnp.int32(c * cfg.chunk))
         terms = np.asarray(terms).reshape(n_problems, n, -1)
         if compile_s is None:
             compile_s = time.perf_counter() - tc
