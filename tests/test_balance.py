@@ -101,7 +101,7 @@ def test_balanced_training_from_a_tikhonov_start(sphere):
     mesh, lap, A, U, Y = sphere
     kw = dict(laplacian=lap, dt=0.1, start="tikhonov", width=32, steps=300, learning_rate=1e-3, patience=0,
               progress=False, truth=U, key=jax.random.key(0))
-    fixed = solve(Y, A, method="eand-arn", **kw)
+    fixed = solve(Y, A, method="eand-arn", balance_every=0, **kw)
     balanced = solve(Y, A, method="eand-arn", balance_every=50, **kw)
     tik = solve(Y, A, method="tikhonov-2", laplacian=lap, lambda_rule="lcurve").potentials
     start = float(jnp.linalg.norm(tik - U) / jnp.linalg.norm(U))
@@ -155,3 +155,14 @@ def test_batched_rebalancing_stays_a_branch():
     single, _ = _chunk_runner(step, batched=False)(TrainState.create(X0, opt, weights=BASE), None, keys[1], jnp.array(False), jnp.int32(0))
     np.testing.assert_allclose(out.weights[1], single.weights, rtol=1e-6)
     np.testing.assert_allclose(out.params["x"][1], single.params["x"], rtol=1e-6)
+
+
+def test_solve_balances_by_default_except_with_learnable_weights(sphere):
+    mesh, lap, A, U, Y = sphere
+    kw = dict(laplacian=lap, dt=0.1, init="random", width=8, steps=20, chunk=10, progress=False)
+    assert "loss_weights" in solve(Y, A, method="eand-arn", **kw).diagnostics
+    assert "loss_weights" not in solve(Y, A, method="eand-arn", balance_every=0, **kw).diagnostics
+    learnable = solve(Y, A, method="eand-arn", learnable_weights=True, **kw)
+    assert "loss_weights" not in learnable.diagnostics and learnable.options["balance_every"] is None
+    with pytest.raises(ValueError, match="choose one"):
+        solve(Y, A, method="eand-arn", learnable_weights=True, balance_every=10, **kw)

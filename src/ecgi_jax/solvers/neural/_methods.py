@@ -37,13 +37,20 @@ def _solution(fit, name, options):
     return Solution(fit.U, name, diagnostics, options, recovery=fit.V, history=fit.history)
 
 
+def _balance_every(o: dict) -> int:
+    """``balance_every=None``: rebalance every 100 steps, unless the weights are learnable."""
+    if o["balance_every"] is None:
+        return 0 if o["learnable_weights"] else 100
+    return o["balance_every"]
+
+
 def _eand_arn_settings(o: dict):
     """``(config, train, shared keyword arguments of eand_arn)`` from the options of :func:`solve_eand_arn`."""
     cfg = EANDARNConfig(
         mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
         activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], order=o["order"],
         derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
-        learnable_weights=o["learnable_weights"], balance_every=o["balance_every"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
+        learnable_weights=o["learnable_weights"], balance_every=_balance_every(o), init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
     )
     train = TrainConfig(
         steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
@@ -86,7 +93,7 @@ def solve_eand_arn(
     windows: int | None = None,
     weights=(1.0, 1.0, 1.0, 0.0, 0.0),
     learnable_weights: bool = False,
-    balance_every: int = 0,
+    balance_every: int | None = None,
     fit_D: bool = False,
     fit_a: bool = False,
     physics_learning_rate: float = 1e-2,
@@ -108,7 +115,10 @@ def solve_eand_arn(
     run; a folder holding another run's checkpoint is refused); ``lbfgs_steps``: L-BFGS
     iterations on the full-batch loss after Adam (0: none; not with :func:`~ecgi_jax.solve_batch`);
     ``fit_D`` / ``fit_a``: learn the AP model's D / a with the fields (Adam at
-    ``physics_learning_rate``), reported in ``diagnostics["D"]`` / ``["a"]``."""
+    ``physics_learning_rate``), reported in ``diagnostics["D"]`` / ``["a"]``; ``balance_every``:
+    rebalance the data fit against the other terms by gradient norms every so many steps (default
+    100, 0 with ``learnable_weights``; 0 keeps ``weights`` fixed), the final weights in
+    ``diagnostics["loss_weights"]``."""
     o = dict(locals())
     options = _record_eand_arn(o)
     cfg, train, shared = _eand_arn_settings(o)
