@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,3 +48,22 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", old)
+
+
+def sphere_heart(zero_mean_leads: bool = True):
+    """A 162-node sphere 'heart' (radius 20), its Huiskamp Laplacian and a smooth 30-lead transfer
+    matrix (1/distance to leads on a sphere of radius 60; zero mean over the heart nodes per lead
+    with ``zero_mean_leads``, like a referenced torso; else constants stay visible)."""
+    import jax.numpy as jnp
+
+    from ecgi_jax import geometry, operators
+
+    mesh = geometry.icosphere(2).scaled(20.0)
+    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
+    rng = np.random.default_rng(0)
+    leads = rng.normal(size=(30, 3))
+    leads = 60.0 * leads / np.linalg.norm(leads, axis=1, keepdims=True)
+    inv = 1.0 / np.linalg.norm(leads[:, None, :] - mesh.vertices[None], axis=-1)
+    if zero_mean_leads:
+        inv = inv - inv.mean(axis=1, keepdims=True)
+    return mesh, lap, jnp.asarray(40.0 * inv, jnp.float32)

@@ -9,9 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from ecgi_jax import geometry, operators, solve
+from ecgi_jax import solve
 from ecgi_jax.ep import simulate
 from ecgi_jax.solvers.neural import EANDARNConfig, GradNormBalance, TrainState, grad_norm_weights, make_step
+
+from conftest import sphere_heart  # tests/ is on sys.path
 
 
 def _terms(p):
@@ -82,13 +84,7 @@ def test_balanced_step_is_a_fixed_weight_step_with_the_balanced_weights():
 
 @pytest.fixture(scope="module")
 def sphere():
-    mesh = geometry.icosphere(2).scaled(20.0)
-    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
-    rng = np.random.default_rng(0)
-    leads = rng.normal(size=(30, 3))
-    leads = 60.0 * leads / np.linalg.norm(leads, axis=1, keepdims=True)
-    dist = np.linalg.norm(leads[:, None, :] - mesh.vertices[None], axis=-1)
-    A = jnp.asarray(40.0 / dist, jnp.float32)  # heart-referenced: Tikhonov-2 needs constants seen
+    mesh, lap, A = sphere_heart(zero_mean_leads=False)  # Tikhonov-2 needs the constants seen
     U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=120)  # long enough for the Tikhonov start to be a fair one
     Y = A @ U
     Y = Y + 0.05 * jnp.std(Y) * jax.random.normal(jax.random.key(1), Y.shape)

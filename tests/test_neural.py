@@ -20,22 +20,17 @@ from ecgi_jax.solvers.neural import (
 from ecgi_jax.solvers.neural._eand_arn import build_model, fitted_ap_params
 from ecgi_jax.solvers.shooting import farthest_point_sample, pacing_search
 
+from conftest import sphere_heart  # tests/ is on sys.path
+
 N_T = 48
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """162-node sphere heart, 30 'leads' of a smooth random transfer matrix, one simulated beat."""
-    mesh = geometry.icosphere(2).scaled(20.0)
-    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
-    rng = np.random.default_rng(0)
-    leads = rng.normal(size=(30, 3))
-    leads = 60.0 * leads / np.linalg.norm(leads, axis=1, keepdims=True)
-    dist = np.linalg.norm(leads[:, None, :] - mesh.vertices[None], axis=-1)
-    A = (1.0 / dist - (1.0 / dist).mean(axis=1, keepdims=True)) * 40.0
+    mesh, lap, A = sphere_heart()
     U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T)
-    Y = jnp.asarray(A, jnp.float32) @ U
-    return mesh, lap, jnp.asarray(A, jnp.float32), U, V, Y
+    return mesh, lap, A, U, V, A @ U
 
 
 def _problem(mesh, lap, A, Y, base=None):
