@@ -47,6 +47,17 @@ steps on the phantom) and Adam at 1e-3; run them with ``--steps`` in the thousan
 * ``tik-train-grid`` — the free-grid reference (same loss, no network);
 * ``tik-train-data-only`` — the control: physics weight 0 (does the physics term do the work?).
 
+The *balanced* family — the same start, unit weights rebalanced by gradient norms every 100 steps
+(data fit against the physics terms, ``balance_every=100``; what ``solve`` does by default), Adam at 1e-3:
+
+* ``tik-balanced`` — EAND-ARN; ``tik-balanced-plain`` / ``-stencil3`` — the ablations;
+  ``tik-balanced-grid`` — the free-grid reference; ``tik-balanced-coordinate`` / ``-ad`` — the
+  coordinate network with ∂/∂t by the stencil / by autodiff (P-DL's way);
+* ``random-fixed`` — ``random-init`` with fixed unit weights (the default before balancing).
+
+Every other EAND-ARN variant follows ``solve``'s defaults, balanced weights included (results
+before 2026-11-30 were produced with fixed weights).
+
 Writes ``results.json`` (one row per case × variant, with how training ``stopped``) and
 ``table.md`` (mean ± std over seeds and pacing sites per σ; ``n`` says how many runs diverged —
 their rows score the last finite parameters) under ``--out``.
@@ -110,7 +121,7 @@ VARIANTS.update({
     "tik-balanced-grid": {**TIK_BALANCED, "mode": "grid"},
     "tik-balanced-coordinate": {**TIK_BALANCED, "mode": "coordinate", "width": 64},
     "tik-balanced-ad": {**TIK_BALANCED, "mode": "coordinate", "width": 64, "derivative": "autodiff"},
-    "random-balanced": {"init": "random", "balance_every": 100, "learning_rate": 1e-3},
+    "random-fixed": {"init": "random", "balance_every": 0, "learning_rate": 1e-3},
 })
 CLASSICAL = ("tik2-oracle", "tik2-gcv")
 ALL = CLASSICAL + ("pacing-only",) + tuple(VARIANTS) + ("pdl",)

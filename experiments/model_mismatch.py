@@ -19,7 +19,8 @@ pacing, the shipped Laplacian, D = 10, a = 0.1, the simulator's default sub-step
 
 Methods: ``tik2-gcv`` (2nd-order Tikhonov, GCV λ), ``spatiotemporal`` (GCV), ``ap-shooting``
 (defaults, fitting the site, width, onset, D and a), ``eand-arn`` (``--eand-steps`` Adam steps,
-defaults otherwise: ``start="auto"``), ``eand-arn-pacing`` (from the single-site beat of the nominal
+defaults otherwise: ``start="auto"``, loss weights balanced by gradient norms), ``eand-arn-fixed`` (the
+same with fixed unit weights, ``balance_every=0``: the default before 2026-11-30), ``eand-arn-pacing`` (from the single-site beat of the nominal
 model, ``start="pacing"``: the default before ``"auto"``), ``eand-arn-fit`` (the same, also
 learning D and a in the loss: ``fit_D``, ``fit_a`` — can the physics term repair a wrong start?),
 ``hybrid`` (shooting, then EAND-ARN from its beat with the fitted D in the
@@ -59,7 +60,7 @@ from noise_study import meta  # noqa: E402  (one definition of what a run record
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("crime", "fine-dt", "laplacian", "D-20", "D+20", "a-20", "a+20", "scar", "patch7")
-METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-balanced", "eand-arn-pacing", "eand-arn-fit", "hybrid")
+METHODS = ("tik2-gcv", "spatiotemporal", "ap-shooting", "eand-arn", "eand-arn-fixed", "eand-arn-pacing", "eand-arn-fit", "hybrid")
 QUICK_SCENARIOS = ("crime", "D+20", "scar", "patch7")
 
 
@@ -126,8 +127,8 @@ def run_method(method, Y, A, lap, data, args, key):
         return solve(Y, A, method="ap-shooting", **common)
     if method == "eand-arn":
         return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, **common)
-    if method == "eand-arn-balanced":
-        return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, balance_every=100, **common)
+    if method == "eand-arn-fixed":
+        return solve(Y, A, method="eand-arn", steps=args.eand_steps, key=key, progress=False, balance_every=0, **common)
     if method in ("eand-arn-pacing", "eand-arn-fit"):
         fit = {"fit_D": True, "fit_a": True} if method == "eand-arn-fit" else {}
         return solve(Y, A, method="eand-arn", start="pacing", steps=args.eand_steps, key=key, progress=False, **fit, **common)
