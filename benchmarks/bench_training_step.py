@@ -127,6 +127,15 @@ def _profile(step, state, problem, parts, repeats: int) -> list[dict]:
         "loss + gradient": (lambda p, pr: jax.value_and_grad(lambda q: loss_fn(q, pr, t_idx), has_aux=True)(p), (state.params, problem)),
         "full step (+ Adam, guard)": (step, (state, problem, key)),
     }
+    if not cfg.learnable_weights:
+        # solve()'s default rebalances the weights every 100 steps: gradient norms of the data
+        # term and of the rest (two backward passes); its cost per step is this ÷ 100.
+        from ecgi_jax.solvers.neural import grad_norm_weights
+
+        groups = (0, 1, 1, 1, 1)
+        rebalance = lambda p, pr: grad_norm_weights(lambda q: loss_fn(q, pr, t_idx)[1], p, jnp.asarray(cfg.weights), groups)  # noqa: E731
+        pieces = {**pieces, "weight rebalance (every 100 steps)": (rebalance, (state.params, problem))}
+        pieces["full step (+ Adam, guard)"] = pieces.pop("full step (+ Adam, guard)")  # the step stays last
     rows = []
     for name, (fn, args) in pieces.items():
         r = C.compile_and_time(fn, *args, repeats=repeats)

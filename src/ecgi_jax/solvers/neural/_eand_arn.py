@@ -57,8 +57,9 @@ class EANDARNConfig:
         balance_every: ``k > 0`` rebalances the weights every ``k`` steps so that the data fit
             and the other terms together (physics, Tikhonov; their ratios as in ``weights``) pull
             with equal gradient norms (:class:`~ecgi_jax.solvers.neural.GradNormBalance`) — the
-            physics can then no longer swamp the data fit of a start that violates it; 0: fixed
-            weights. The final weights are in ``info["loss_weights"]``.
+            physics can then no longer swamp the data fit of a start that violates it; 0 (here the
+            default, the paper's method): fixed weights; ``solve(method="eand-arn")`` balances
+            every 100 steps by default. The final weights are in ``info["loss_weights"]``.
         init: how the start solution enters (see :func:`eand_arn`'s ``start``):
             ``"residual"`` (default) — the network learns a correction added to the start fields
             (output layer zeroed, so training begins exactly at the start);
