@@ -133,9 +133,10 @@ def _profile(step, state, problem, parts, repeats: int) -> list[dict]:
         # solve()'s default rebalances the weights every 100 steps: gradient norms of the data
         # term and of the rest (two backward passes); its cost per step is this ÷ 100.
         from ecgi_jax.solvers.neural import grad_norm_weights
+        from ecgi_jax.solvers.neural._eand_arn import BALANCE_GROUPS
 
-        groups = (0, 1, 1, 1, 1)
-        rebalance = lambda p, pr: grad_norm_weights(lambda q: loss_fn(q, pr, t_idx)[1], p, jnp.asarray(cfg.weights), groups)  # noqa: E731
+        weights = jnp.asarray(cfg.weights)
+        rebalance = lambda p, pr: grad_norm_weights(lambda q: loss_fn(q, pr, t_idx)[1], p, weights, BALANCE_GROUPS)  # noqa: E731
         pieces = {**pieces, "weight rebalance (every 100 steps)": (rebalance, (state.params, problem))}
         pieces["full step (+ Adam, guard)"] = pieces.pop("full step (+ Adam, guard)")  # the step stays last
     rows = []

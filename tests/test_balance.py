@@ -25,6 +25,11 @@ X0 = {"x": jnp.array([1.0, 2.0])}
 BASE = jnp.array([1.0, 2.0, 1.0, 0.0])
 
 
+def _weighted(p, problem, t_idx, w):
+    """The loss of a balanced step: ``(Σ w·L, L)``."""
+    return jnp.sum(w * _terms(p)), _terms(p)
+
+
 def test_grad_norm_weights_by_hand():
     # Gradients of b_k L_k at x = (1, 2): (2, 4), (6, 0), (0, 2); the fourth term is off.
     w = grad_norm_weights(_terms, X0, BASE)
@@ -60,13 +65,12 @@ def test_balanced_step_is_a_fixed_weight_step_with_the_balanced_weights():
     """Step 0 sets the weights to the balance; steps between updates keep them; at step ``every``
     they move by the moving average; the reported total is the base-weighted one."""
     balance = GradNormBalance(BASE, (0, 1, 1, 1), every=3, momentum=0.5)
-    weighted = lambda p, prob, t, w: (jnp.sum(w * _terms(p)), _terms(p))  # noqa: E731
     opt = optax.adam(0.1)
-    step = jax.jit(make_step(weighted, opt, lambda key: jnp.zeros(()), balance))
+    step = jax.jit(make_step(_weighted, opt, lambda key: jnp.zeros(()), balance))
     state = TrainState.create(X0, opt, weights=BASE)
     target0 = grad_norm_weights(_terms, X0, BASE, balance.groups)
 
-    fixed = jax.jit(make_step(lambda p, prob, t: weighted(p, prob, t, target0), opt, lambda key: jnp.zeros(())))
+    fixed = jax.jit(make_step(lambda p, prob, t: _weighted(p, prob, t, target0), opt, lambda key: jnp.zeros(())))
     ref, _ = fixed(TrainState.create(X0, opt), None, jax.random.key(0))
     state, out = step(state, None, jax.random.key(0))
     np.testing.assert_allclose(state.weights, target0, rtol=1e-6)
@@ -138,9 +142,8 @@ def test_batched_rebalancing_stays_a_branch():
     from ecgi_jax.solvers.neural._train import _chunk_runner
 
     balance = GradNormBalance(BASE, (0, 1, 1, 1), every=3)
-    weighted = lambda p, prob, t, w: (jnp.sum(w * _terms(p)), _terms(p))  # noqa: E731
     opt = optax.adam(0.1)
-    step = make_step(weighted, opt, lambda key: jnp.zeros(()), balance)
+    step = make_step(_weighted, opt, lambda key: jnp.zeros(()), balance)
     states = jax.tree.map(lambda x: jnp.stack([x, x]), TrainState.create(X0, opt, weights=BASE))
     keys = jax.random.split(jax.random.key(0), (2, 4))
     run = _chunk_runner(step, batched=True)

@@ -32,6 +32,10 @@ __all__ = [
 
 
 INITS = ("residual", "head", "random")
+# Gradient-norm balancing groups of the loss terms: the data fit against everything else. Balancing
+# the two AP equations against each other (jaxpi's per-term form) drove the easy v-residual to 0
+# and stalled (phantom, Tikhonov start: RE 0.34 vs 0.23 after 3000 steps).
+BALANCE_GROUPS = tuple(0 if name == "data" else 1 for name in TERMS)
 STARTS = ("auto", "pacing", "shooting", "tikhonov")
 ARCHITECTURES = ("adaptive-resnet", "pdl-mlp")
 
@@ -384,11 +388,7 @@ def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t:
     only the static network structure and settings are closed over, so it vmaps over problems."""
     balance = None
     if config.balance_every:
-        # Data fit against everything else as one group: balancing the two AP equations against
-        # each other (jaxpi's per-term form) drove the easy v-residual to 0 and stalled
-        # (phantom, Tikhonov start: RE 0.34 vs 0.23 after 3000 steps).
-        groups = tuple(0 if name == "data" else 1 for name in TERMS)
-        balance = GradNormBalance(jnp.asarray(config.weights, dtype), groups, config.balance_every)
+        balance = GradNormBalance(jnp.asarray(config.weights, dtype), BALANCE_GROUPS, config.balance_every)
     return make_step(
         make_eand_arn_loss(graphdef, config, dtype), make_optimizer(train, physics=config.fits_physics),
         _sampler(config, n_t), balance,
