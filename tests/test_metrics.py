@@ -70,3 +70,37 @@ def test_activation_time_error():
     assert int(err.n_nodes) == 3  # only nodes that activate in the truth
     assert float(err.mae) == pytest.approx(0.5, abs=0.01)
     assert float(err.correlation) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_estimate_gives_nan_scores_not_poor_ones(bad):
+    """A diverged estimate must not look merely poor: NaN/Inf propagate into the scores."""
+    U, _, dt, _ = _ramps()
+    one_node = U.at[1, 50].set(bad)  # one non-finite sample at node 1
+    cc = correlation(one_node, U, "time")
+    assert bool(jnp.isnan(cc[1])) and bool(jnp.all(jnp.isfinite(cc[jnp.array([0, 2, 3, 4])])))
+    assert float(cc[3]) == 0.0  # the constant, finite nodes keep CC = 0
+    assert np.isnan(float(mean_correlation(one_node, U, "time")))  # was a finite mean with CC 0 at node 1
+    assert np.isnan(float(mean_correlation(one_node, U, "space")))
+    err = activation_time_error(one_node, U, dt)
+    assert np.isnan(float(err.mae)) and np.isnan(float(err.correlation)) and int(err.n_nodes) == 3
+    # An estimate that is non-finite everywhere (was: a finite MAE, every node "never activates").
+    everywhere = jnp.full_like(U, bad)
+    assert np.isnan(float(mean_correlation(everywhere, U)))
+    err = activation_time_error(everywhere, U, dt)
+    assert np.isnan(float(err.mae)) and np.isnan(float(err.correlation))
+    # A non-finite value at a node the comparison leaves out (node 3 never activates in the truth)
+    # still marks the estimate as diverged.
+    assert np.isnan(float(activation_time_error(U.at[3, 0].set(bad), U, dt).mae))
+    # jitted the same
+    j = jax.jit(activation_time_error)(everywhere, U, dt)
+    assert np.isnan(float(j.mae)) and np.isnan(float(jax.jit(mean_correlation, static_argnums=2)(one_node, U, "time")))
+
+
+def test_finite_estimates_score_as_before():
+    U, _, dt, _ = _ramps()
+    assert float(activation_time_error(U, U, dt).mae) == pytest.approx(0.0, abs=1e-6)
+    flat = jnp.zeros_like(U)  # constant, finite: never activates -> T*dt, CC 0, not NaN
+    err = activation_time_error(flat, U, dt)
+    assert np.isfinite(float(err.mae)) and float(err.correlation) == 0.0
+    assert float(mean_correlation(flat, U)) == 0.0
