@@ -5,7 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from ecgi_jax.forward import layer_integrals, select_electrodes, transfer_matrix, winding_number
+from ecgi_jax.forward import (
+    layer_integrals, nearest_vertex_electrodes, select_electrodes, transfer_matrix, winding_number,
+)
 from ecgi_jax.geometry import Mesh, default_heart_torso, icosphere
 from ecgi_jax.validation import (
     compare_utah1997,
@@ -161,6 +163,21 @@ def test_shape_electrodes_and_invariances():
     # Potentials are dimensionless ratios: invariant to rigid translation and to uniform scaling.
     np.testing.assert_allclose(transfer_matrix(h.translated([10, 20, -5]), t.translated([10, 20, -5])), a, atol=1e-10)
     np.testing.assert_allclose(transfer_matrix(h.scaled(1e-3), t.scaled(1e-3)), a, atol=1e-10)
+
+
+def test_boolean_electrode_mask_selects_its_true_rows():
+    """A mask is a mask: True/False are not the indices 1/0 (which gave n_torso rows of 0s and 1s)."""
+    h, t = icosphere(1, 30.0), icosphere(1, 90.0)
+    a = transfer_matrix(h, t)
+    mask = np.zeros(t.n_vertices, bool)
+    mask[[2, 5, 17, 40]] = True
+    want = a[[2, 5, 17, 40]]
+    np.testing.assert_array_equal(select_electrodes(a, mask), want)
+    np.testing.assert_allclose(transfer_matrix(h, t, electrodes=mask), want, rtol=1e-12, atol=1e-14)
+    assert select_electrodes(a, list(mask)).shape == (4, h.n_vertices)  # a list of bools too
+    # Indices from electrode positions still select the same rows.
+    idx = nearest_vertex_electrodes(t, t.vertices[[2, 5, 17, 40]] * 1.01)
+    np.testing.assert_array_equal(select_electrodes(a, idx), want)
 
 
 # ----------------------------------------------------------------------------- input checks

@@ -259,14 +259,28 @@ def _check_geometry(heart: Mesh, torso: Mesh) -> None:
 
 
 def _check_electrodes(electrodes, n_torso: int) -> np.ndarray:
+    """Torso vertex indices (int64) from indices or a boolean mask over the torso vertices."""
     e = np.asarray(electrodes)
     if e.ndim != 1:
         raise ValueError(f"electrodes must be a 1-D array of torso vertex indices; got shape {e.shape}.")
-    if e.size and not np.issubdtype(e.dtype, np.integer):
+    if e.dtype.kind == "b":
+        # A mask, not indices: True/False must not be read as the indices 1/0.
+        if e.size != n_torso:
+            raise ValueError(
+                f"a boolean electrode mask needs one entry per torso vertex: got length {e.size}, "
+                f"the torso has {n_torso} vertices."
+            )
+        e = np.flatnonzero(e)
+    if e.size == 0:
+        raise ValueError(
+            "at least one electrode is needed; got an empty electrode selection "
+            "(no indices, or a mask with no True entry)."
+        )
+    if not np.issubdtype(e.dtype, np.integer):
         if not np.all(np.mod(e, 1) == 0):
             raise ValueError("electrodes must be integer torso vertex indices.")
     e = e.astype(np.int64)
-    if e.size and (e.min() < 0 or e.max() >= n_torso):
+    if e.min() < 0 or e.max() >= n_torso:
         raise ValueError(
             f"electrode indices must lie in [0, {n_torso - 1}] (torso vertices); found range "
             f"[{e.min()}, {e.max()}]."
@@ -318,8 +332,9 @@ def transfer_matrix(
     heart, torso : Mesh
         Closed surfaces with outward normals (``ecgi_jax.geometry.reorient_outward`` fixes
         inward ones), in the same frame and units. The heart must lie strictly inside the torso.
-    electrodes : int array, optional
-        Torso vertex indices; if given, only those rows are returned (after referencing).
+    electrodes : int array or bool mask, optional
+        Torso vertex indices, or a boolean mask with one entry per torso vertex; if given, only
+        those rows are returned (after referencing). At least one electrode.
     reference : {"mean", "none"}
         ``"mean"`` (default): torso potentials have **zero mean over all torso nodes** (column
         means of the full ``A`` removed), so ``A @ 1 = 0``. ``"none"``: the natural BEM
@@ -330,14 +345,15 @@ def transfer_matrix(
 
     Returns
     -------
-    ``(n_torso, n_heart)`` or ``(len(electrodes), n_heart)`` array.
+    ``(n_torso, n_heart)`` or ``(n_electrodes, n_heart)`` array.
 
     Raises
     ------
     ValueError for open or inward-facing meshes (message mentions orientation and
     ``reorient_outward``), a surface with several disconnected components, a heart not inside the
     torso (checked with :func:`winding_number` at every heart vertex), intersecting surfaces, bad
-    electrodes, an unknown ``reference`` or a non-floating ``dtype``. TypeError for non-Mesh
+    electrodes (out of range, non-integer, empty, or a mask of the wrong length), an unknown
+    ``reference`` or a non-floating ``dtype``. TypeError for non-Mesh
     surfaces.
     """
     if reference not in ("mean", "none"):
@@ -363,6 +379,9 @@ def transfer_matrix(
 
 def select_electrodes(a_full, electrodes) -> np.ndarray:
     """Rows of a full torso transfer matrix at torso-vertex ``electrodes`` (validated indices).
+
+    ``electrodes``: torso vertex indices, or a boolean mask of length ``n_torso`` (the rows of
+    ``a_full``); at least one electrode. Raises ``ValueError`` otherwise.
 
     Note: the reference of ``a_full`` is kept (e.g. zero mean over *all* torso nodes), which is
     why selecting after referencing differs from re-referencing the electrode rows.

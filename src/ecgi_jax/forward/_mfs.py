@@ -109,8 +109,9 @@ def mfs_transfer_matrix(
     ----------
     heart, torso : Mesh
         Closed, outward-oriented surfaces in one frame; the heart strictly inside the torso.
-    electrodes : int array, optional
-        Torso vertex indices; only those rows are returned (after referencing).
+    electrodes : int array or bool mask, optional
+        Torso vertex indices, or a boolean mask with one entry per torso vertex; only those rows
+        are returned (after referencing). At least one electrode.
     reference : {"mean", "none"}
         ``"mean"``: zero mean over all torso nodes (``A @ 1 = 0``); ``"none"``: the heart's
         reference (``A @ 1 = 1``, exact because the constant term is not regularised).
@@ -131,7 +132,7 @@ def mfs_transfer_matrix(
 
     Returns
     -------
-    ``(n_torso, n_heart)`` or ``(len(electrodes), n_heart)`` array.
+    ``(n_torso, n_heart)`` or ``(n_electrodes, n_heart)`` array.
 
     Raises
     ------
