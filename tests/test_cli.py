@@ -181,3 +181,75 @@ def test_bench_passes_arguments_through(tmp_path, monkeypatch, capsys):
         ([sys.executable, "-m", "benchmarks.run", "--quick", "-k", "solve"], tmp_path),
         ([sys.executable, "-m", "benchmarks.run", "--help"], tmp_path),
     ]
+
+
+# ----------------------------------------------------------------------------------------------
+# --out never replaces an input of the same command
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """A study folder (the working directory): study.npz (Y, A, U), a heart mesh, electrodes."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(10, 42))
+    U = rng.normal(size=(42, 5))
+    np.savez(tmp_path / "study.npz", Y=A @ U, A=A, U=U)
+    heart = geometry.icosphere(1, 30.0)
+    np.savez(tmp_path / "heart.npz", vertices=heart.vertices, triangles=heart.triangles)
+    geometry.save_mesh(tmp_path / "torso.obj", geometry.icosphere(1, 80.0))
+    (tmp_path / "heart.xdmf").write_text("<Xdmf/>")  # stands for a ParaView heart mesh
+    np.savetxt(tmp_path / "electrodes.txt", [0, 3, 7], fmt="%d")
+    return tmp_path
+
+
+def _refused(capsys, argv, flag, path):
+    before = path.read_bytes()
+    msg = _error(capsys, argv)
+    assert "input file" in msg and flag in msg and "Choose another --out" in msg, msg
+    assert path.read_bytes() == before  # the input is intact
+    return msg
+
+
+def test_out_that_is_an_input_is_refused(study, capsys):
+    solve_args = ["solve", "--Y", "study.npz:Y", "--A", "study.npz:A", "--method", "tikhonov-0", "--option", "lam=0.1"]
+    # Was: exit 0 and study.npz replaced by the solution.
+    msg = _refused(capsys, [*solve_args, "--out", "study.npz"], "--Y", study / "study.npz")
+    assert msg == (
+        "ecgi-jax: error: --out (study.npz) is the --Y input file (study.npz:Y); writing it would "
+        "destroy the input. Choose another --out."
+    )
+    # The same file reached by another spelling: relative with "..", absolute, through a symlink,
+    # a hard link.
+    (study / "sub").mkdir()
+    (study / "link.npz").symlink_to(study / "study.npz")
+    os.link(study / "study.npz", study / "hard.npz")
+    for out in ("sub/../study.npz", str(study / "study.npz"), "link.npz", "hard.npz"):
+        _refused(capsys, [*solve_args, "--out", out], "--Y", study / "study.npz")
+    _refused(capsys, ["solve", "--Y", "link.npz:Y", "--A", "link.npz:A", "--out", "study.npz"], "--Y", study / "study.npz")
+    # Every input of solve: --A, --truth, --laplacian, --mesh, and the .xdmf written beside --out.
+    np.save(study / "Y.npy", np.load(study / "study.npz")["Y"])
+    only_y = ["solve", "--Y", "Y.npy", "--A", "study.npz:A"]
+    _refused(capsys, [*only_y, "--out", "./study.npz"], "--A", study / "study.npz")
+    _refused(capsys, ["solve", "--Y", "Y.npy", "--A", "Y.npy", "--truth", "study.npz:U", "--out", "study.npz"], "--truth", study / "study.npz")
+    _refused(capsys, [*only_y, "--laplacian", "heart.npz", "--out", "heart.npz"], "--laplacian", study / "heart.npz")
+    msg = _refused(capsys, [*only_y, "--mesh", "heart.xdmf", "--out", "sub/../heart.npz"], "--mesh", study / "heart.xdmf")
+    assert "the .xdmf beside --out (sub/../heart.xdmf)" in msg
+    # forward: --heart, --torso, --potentials, an --electrodes file.
+    fwd = ["forward", "--heart", "heart.npz", "--torso", "torso.obj"]
+    _refused(capsys, [*fwd, "--out", "heart.npz"], "--heart", study / "heart.npz")
+    _refused(capsys, [*fwd, "--out", "torso.obj"], "--torso", study / "torso.obj")
+    _refused(capsys, [*fwd, "--potentials", "study.npz:U", "--out", "study.npz"], "--potentials", study / "study.npz")
+    _refused(capsys, [*fwd, "--electrodes", "electrodes.txt", "--out", "electrodes.txt"], "--electrodes", study / "electrodes.txt")
+    # simulate: --mesh.
+    _refused(capsys, ["simulate", "--mesh", "heart.npz", "--samples", "3", "--out", "heart.npz"], "--mesh", study / "heart.npz")
+
+
+def test_out_beside_the_inputs_is_written(study, capsys):
+    """The check refuses only real collisions: another name in the same folder is fine."""
+    argv = ["solve", "--Y", "study.npz:Y", "--A", "study.npz:A", "--method", "tikhonov-0", "--option", "lam=0.1"]
+    assert cli.main([*argv, "--out", "study_solution.npz"]) == 0
+    assert io.load_solution(study / "study_solution.npz").solution.potentials.shape == (42, 5)
+    assert cli.main([*argv, "--truth", "study.npz:U", "--out", "sub/study.npz"]) == 0, capsys.readouterr().err
+    assert io.load_solution(study / "sub" / "study.npz").truth.shape == (42, 5)
+    assert sorted(np.load(study / "study.npz").files) == ["A", "U", "Y"]

@@ -8,7 +8,9 @@ repository's benchmarks).
 
 User mistakes (bad paths, bad values, unknown methods or options, mismatched shapes) are reported
 as one line ``ecgi-jax: error: ...`` on stderr with exit status 2, not as a traceback;
-``--debug`` shows the traceback.
+``--debug`` shows the traceback. A command never writes over one of its own input files: an
+``--out`` (or the ``.xdmf`` that ``solve`` writes beside it) that is the same file as an input,
+however spelled (relative path, symlink, hard link), is such a user error.
 """
 
 from __future__ import annotations
@@ -43,6 +45,37 @@ def _split_source(spec: str) -> tuple[str, str | None]:
         return spec, None
     path, name = spec.rsplit(":", 1)
     return path, (name or None)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():  # symlinks, "..", relative vs absolute
+        return True
+    try:
+        return a.exists() and b.exists() and a.samefile(b)  # hard links, case-insensitive names
+    except OSError:
+        return False
+
+
+def _refuse_overwriting_inputs(outputs, inputs) -> None:
+    """Raise :class:`UserError` if a file the command writes is one of its input files.
+
+    ``outputs``: ``(what, path)`` pairs, e.g. ``("--out", args.out)`` and the ``.xdmf`` that
+    ``solve`` writes beside it. ``inputs``: ``(flag, spec)`` pairs; ``None`` specs are skipped and
+    ``PATH:NAME`` specs stand for their file. Called by every command that writes ``--out``
+    before it reads or computes anything.
+    """
+    for what, out in outputs:
+        out = Path(out)
+        for flag, spec in inputs:
+            if spec is None:
+                continue
+            path = Path(_split_source(str(spec))[0])
+            if _same_file(out, path):
+                shown = "" if str(spec) == str(out) else f" ({spec})"
+                raise UserError(
+                    f"{what} ({out}) is the {flag} input file{shown}; writing it would destroy the input. "
+                    "Choose another --out."
+                )
 
 
 def _write_npz(path, arrays: dict) -> Path:
@@ -250,6 +283,7 @@ def _simulate(args) -> int:
     from . import geometry, operators
     from .ep import APParams, simulate
 
+    _refuse_overwriting_inputs([("--out", args.out)], [("--mesh", args.mesh)])
     if args.samples < 2 or not args.dt > 0:
         raise UserError(f"--samples must be >= 2 and --dt > 0; got {args.samples} and {args.dt}.")
     mesh = _read_mesh(args.mesh, "--mesh") if args.mesh else geometry.default_heart_torso().heart
@@ -304,6 +338,11 @@ def _forward(args) -> int:
 
     from . import forward
 
+    electrode_file = args.electrodes if args.electrodes and Path(args.electrodes).is_file() else None
+    _refuse_overwriting_inputs(
+        [("--out", args.out)],
+        [("--heart", args.heart), ("--torso", args.torso), ("--potentials", args.potentials), ("--electrodes", electrode_file)],
+    )
     if args.sigma < 0:
         raise UserError(f"--sigma must be >= 0; got {args.sigma}.")
     heart = _read_mesh(args.heart, "--heart")
@@ -351,6 +390,13 @@ def _solve(args) -> int:
 
     from . import io, method_options, metrics, operators, solve
 
+    outputs = [("--out", args.out)]
+    if args.mesh:  # io.save_solution writes the ParaView file beside the .npz
+        outputs.append(("the .xdmf beside --out", Path(args.out).with_suffix(".xdmf")))
+    _refuse_overwriting_inputs(
+        outputs,
+        [("--Y", args.Y), ("--A", args.A), ("--laplacian", args.laplacian), ("--mesh", args.mesh), ("--truth", args.truth)],
+    )
     try:
         accepted = method_options(args.method)
     except ValueError as e:
