@@ -2,7 +2,7 @@
 
 from ._io import atomic_write, load_mat, load_mesh, save_mesh
 from ._mesh import Mesh, adjacency_of, coincident_vertices, edges_of, reorient_outward, require_connected, require_outward
-from ._shapes import HeartTorsoGeometry, default_heart_torso, icosphere, sphere_mesh
+from ._shapes import SHAPES, HeartTorsoGeometry, default_heart_torso, icosphere, sphere_mesh
 
 __all__ = [
     "Mesh",
@@ -14,6 +14,7 @@ __all__ = [
     "coincident_vertices",
     "HeartTorsoGeometry",
     "default_heart_torso",
+    "SHAPES",
     "icosphere",
     "sphere_mesh",
     "load_mesh",

@@ -9,7 +9,7 @@ from scipy.spatial import ConvexHull
 
 from ._mesh import Mesh, reorient_outward
 
-__all__ = ["icosphere", "sphere_mesh", "HeartTorsoGeometry", "default_heart_torso"]
+__all__ = ["icosphere", "sphere_mesh", "HeartTorsoGeometry", "default_heart_torso", "SHAPES"]
 
 
 def icosphere(subdivisions: int = 3, radius: float = 1.0, center=(0.0, 0.0, 0.0)) -> Mesh:
@@ -37,19 +37,23 @@ def icosphere(subdivisions: int = 3, radius: float = 1.0, center=(0.0, 0.0, 0.0)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     f = np.asarray(faces, np.int64)
     for _ in range(subdivisions):
-        # Midpoint of every edge becomes a new vertex; each triangle splits into four.
-        e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-        uniq, inv = np.unique(e, axis=0, return_inverse=True)
-        mid = v[uniq[:, 0]] + v[uniq[:, 1]]
-        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
-        m = inv.reshape(3, -1).T + len(v)  # midpoints of edges (01, 12, 20) per face
-        a, b, c = f.T
-        ab, bc, ca = m.T
-        f = np.concatenate(
-            [np.stack(x, axis=1) for x in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))]
-        )
-        v = np.concatenate([v, mid])
+        v, f = _midpoint_subdivide(v, f)
     return reorient_outward(Mesh(v * radius + np.asarray(center, float), f))
+
+
+def _midpoint_subdivide(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One nested refinement of a triangulation of unit directions ``v``: every edge's midpoint
+    (projected back to the unit sphere) becomes a vertex, every triangle splits into four. The
+    old vertices keep their indices; the new ones follow."""
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    uniq, inv = np.unique(e, axis=0, return_inverse=True)
+    mid = v[uniq[:, 0]] + v[uniq[:, 1]]
+    mid /= np.linalg.norm(mid, axis=1, keepdims=True)
+    m = inv.reshape(3, -1).T + len(v)  # midpoints of edges (01, 12, 20) per face
+    a, b, c = f.T
+    ab, bc, ca = m.T
+    f = np.concatenate([np.stack(x, axis=1) for x in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))])
+    return np.concatenate([v, mid]), f
 
 
 def _fibonacci_directions(n: int) -> np.ndarray:
@@ -79,10 +83,13 @@ def _orient_hull(points: np.ndarray, hull: ConvexHull) -> np.ndarray:
     return f
 
 
-def _star_shaped(n_vertices: int, radius_fn) -> Mesh:
-    """Closed surface ``r(d)·d`` over Fibonacci directions d (valid for any positive r)."""
+def _star_shaped(n_vertices: int, radius_fn, refine: int = 0) -> Mesh:
+    """Closed surface ``r(d)·d`` over Fibonacci directions d (valid for any positive r), refined
+    ``refine`` times by nested midpoint subdivision of the directions (the coarse vertices first)."""
     d = _fibonacci_directions(n_vertices)
     f = _orient_hull(d, ConvexHull(d))
+    for _ in range(refine):
+        d, f = _midpoint_subdivide(d, f)
     return reorient_outward(Mesh(d * radius_fn(d)[:, None], f))
 
 
@@ -102,49 +109,80 @@ class HeartTorsoGeometry(NamedTuple):
     electrodes: np.ndarray  # (m,) int64 indices into torso.vertices
 
 
+class _Shape(NamedTuple):
+    a_long: float  # LV half-length (mm)
+    a_short: float  # LV radius (mm)
+    taper: float  # apex taper
+    rv_bulge: float  # RV bulge amplitude (fraction of the radius)
+    apex_dir: tuple  # base -> apex direction in the torso frame
+    heart_center: tuple  # mm
+    torso_axes: tuple  # superellipse half-axes x, y, z (mm)
+
+
+#: The built-in heart-torso shapes (``default_heart_torso(shape=...)``).
+SHAPES = {
+    "biventricular": _Shape(50.0, 31.0, 0.18, 0.38, (0.55, 0.45, -0.70), (25.0, 20.0, 60.0), (165.0, 115.0, 220.0)),
+    # A globular, dilated heart lying more horizontally in a broader chest, for studies that must
+    # hold on more than one anatomy.
+    "dilated": _Shape(54.0, 40.0, 0.08, 0.25, (0.75, 0.35, -0.56), (30.0, 15.0, 55.0), (180.0, 125.0, 230.0)),
+}
+
+
 def default_heart_torso(
-    n_heart: int = 1000, n_torso: int = 600, n_electrodes: int = 352
+    n_heart: int = 1000, n_torso: int = 600, n_electrodes: int = 352, *, shape: str = "biventricular",
+    refine: int = 0, torso_refine: int = 0,
 ) -> HeartTorsoGeometry:
     """The built-in, deterministic heart-torso phantom (no data download).
 
-    * Heart: a closed biventricular epicardial surface of ``n_heart`` nodes: a prolate, apex-tapered
-      left ventricle (long axis ~ 95 mm, ~ 62 mm across) with a right-ventricular bulge wrapped
-      around its right-anterior side. The long axis points from base to apex down, left and forward,
-      as in a human chest.
-    * Torso: a closed elliptic-cylinder-like trunk, ~ 330 mm wide, ~ 230 mm deep, ~ 440 mm tall, of
+    * Heart: a closed biventricular epicardial surface of ``n_heart`` nodes. ``shape="biventricular"``
+      (default): a prolate, apex-tapered left ventricle (long axis ~ 95 mm, ~ 62 mm across) with a
+      right-ventricular bulge wrapped around its right-anterior side, the long axis pointing from
+      base to apex down, left and forward, as in a human chest. ``shape="dilated"``: a globular
+      heart (~ 100 × 80 mm) with a smaller RV bulge, lying more horizontally in a broader chest.
+    * Torso: a closed elliptic-cylinder-like trunk (~ 330 × 230 × 440 mm for the default shape) of
       ``n_torso`` nodes.
     * Electrodes: the ``n_electrodes`` torso nodes nearest (in height) to the heart, like a
       standard thoracic body-surface-mapping array.
+    * ``refine`` / ``torso_refine``: nested midpoint refinements of the heart / torso (each ~ 4×
+      the nodes: ``n + edges``). The unrefined mesh's vertices come first with the same indices and
+      positions, so a field on the fine heart restricted to ``[:n_heart]`` lives on the coarse one,
+      and the electrode indices hold on the fine torso too. New vertices lie on the same smooth
+      surface (not on the coarse triangles).
 
     Coordinates: x to the patient's left, y anterior, z up; origin at the torso centre.
     Builds in well under a second.
     """
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {sorted(SHAPES)}; got {shape!r}.")
     if n_electrodes > n_torso:
         raise ValueError(f"n_electrodes ({n_electrodes}) exceeds n_torso ({n_torso}).")
+    for name, value in (("refine", refine), ("torso_refine", torso_refine)):
+        if not isinstance(value, (int, np.integer)) or not 0 <= value <= 3:
+            raise ValueError(f"{name} must be an integer in [0, 3] (each level ~ 4x the nodes); got {value!r}.")
+    sh = SHAPES[shape]
 
     def heart_radius(d):
         # Local frame: z is the base->apex long axis reversed (apex at -z), x towards the RV.
         x, y, z = d.T
-        a_long, a_short = 50.0, 31.0
-        r = 1.0 / np.sqrt((x**2 + y**2) / a_short**2 + z**2 / a_long**2)
-        r *= 1.0 - 0.18 * np.clip(-z, 0.0, 1.0) ** 2  # taper towards the apex
+        r = 1.0 / np.sqrt((x**2 + y**2) / sh.a_short**2 + z**2 / sh.a_long**2)
+        r *= 1.0 - sh.taper * np.clip(-z, 0.0, 1.0) ** 2  # taper towards the apex
         rv = np.exp(-((x - 0.85) ** 2 + (y + 0.1) ** 2) / 0.18) * np.exp(-((z - 0.15) ** 2) / 0.35)
-        return r * (1.0 + 0.38 * rv)
+        return r * (1.0 + sh.rv_bulge * rv)
 
-    heart = _star_shaped(n_heart, heart_radius)
+    heart = _star_shaped(n_heart, heart_radius, refine)
     # Long axis: from base (+z local) to apex (-z local), tipped to point down/left/anterior.
-    apex_dir = np.array([0.55, 0.45, -0.70])
-    rot = _rotation(np.array([0.0, 0.0, -1.0]), apex_dir)
-    heart_center = np.array([25.0, 20.0, 60.0])
+    rot = _rotation(np.array([0.0, 0.0, -1.0]), np.asarray(sh.apex_dir, float))
+    heart_center = np.asarray(sh.heart_center, float)
     heart = Mesh(heart.vertices @ rot.T + heart_center, heart.triangles)
 
     def torso_radius(d):
         x, y, z = d.T
         # Superellipse cross-section, flattened front-back; rounded at neck and pelvis ends.
-        ax, ay, az, p = 165.0, 115.0, 220.0, 4.0
+        (ax, ay, az), p = sh.torso_axes, 4.0
         return (np.abs(x / ax) ** p + np.abs(y / ay) ** p + np.abs(z / az) ** p) ** (-1.0 / p)
 
-    torso = _star_shaped(n_torso, torso_radius)
-    order = np.argsort(np.abs(torso.vertices[:, 2] - heart_center[2]), kind="stable")
+    torso = _star_shaped(n_torso, torso_radius, torso_refine)
+    coarse = torso.vertices[:n_torso]
+    order = np.argsort(np.abs(coarse[:, 2] - heart_center[2]), kind="stable")
     electrodes = np.sort(order[:n_electrodes])
     return HeartTorsoGeometry(heart, torso, electrodes)
