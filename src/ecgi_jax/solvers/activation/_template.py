@@ -1,0 +1,103 @@
+"""Waveform-template inverse: one action-potential shape, shifted by each node's activation time.
+
+    u_i(t) = f(t − tau_i)
+
+``f`` (a piecewise-linear waveform on knots ``s0 + k·h``, held constant beyond them) and the
+activation times ``tau (n,)`` are fitted together to ``||Y − A U||² / ||Y||²`` by L-BFGS
+(optax), with a small curvature penalty on ``f`` (``mu · Σ (Δ² f)²``) and, optionally,
+``lam · ||L tau||² / n``.
+
+Why: a propagating beat is, to first order, one waveform arriving at different times. That model
+has ``n + K`` unknowns against ``m·t`` data and holds whatever the ionic model (its waveform is
+learned, not assumed), where a physics model with the wrong waveform cannot fit the data
+(``experiments/noncrime_study.py``). The fit is non-convex in ``tau``: start it from a good map
+of activation times (a fitted beat's, or a classical solution's).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = ["TemplateFit", "template_potentials", "initial_waveform", "fit_template"]
+
+
+class TemplateFit(NamedTuple):
+    """Result of :func:`fit_template`: potentials ``U (n, t)``, activation times ``tau (n,)``,
+    the waveform on its knots ``lags (K,)``, ``waveform (K,)``, the relative misfit and the loss
+    after each L-BFGS iteration."""
+
+    U: jax.Array
+    tau: jax.Array
+    lags: jax.Array
+    waveform: jax.Array
+    misfit: jax.Array
+    losses: jax.Array
+
+
+def template_potentials(tau, waveform, t, s0, h):
+    """``U[i, j] = f(t_j − tau_i)`` with ``f`` linear between knots ``s0 + k·h`` (clamped outside)."""
+    K = waveform.shape[0]
+    s = (t[None, :] - tau[:, None] - s0) / h
+    i0 = jnp.clip(jnp.floor(s), 0, K - 2).astype(jnp.int32)
+    w = jnp.clip(s - i0, 0.0, 1.0)
+    return waveform[i0] * (1.0 - w) + waveform[i0 + 1] * w
+
+
+def initial_waveform(U0, tau0, t, s0, h, K) -> np.ndarray:
+    """The waveform that best explains ``U0`` given ``tau0``: the mean of ``U0`` over the samples
+    whose lag ``t − tau_i`` falls at each knot; empty knots take their nearest filled neighbour's
+    value (rest before the earliest lag, the last value after the latest)."""
+    U0, tau0, t = (np.asarray(x, np.float64) for x in (U0, tau0, t))
+    k = np.rint((t[None, :] - tau0[:, None] - s0) / h).astype(np.int64)
+    ok = (k >= 0) & (k < K)
+    total = np.bincount(k[ok], U0[ok], K)
+    count = np.bincount(k[ok], minlength=K)
+    filled = np.flatnonzero(count)
+    if filled.size == 0:
+        raise ValueError("no sample of the start falls on the waveform's knots; check tau0 against the time window.")
+    f = np.interp(np.arange(K), filled, total[filled] / count[filled])
+    return f
+
+
+def _loss(params, Y, A, L, t, s0, h, lam, mu, y2):
+    tau, f = params
+    U = template_potentials(tau, f, t, s0, h)
+    r = Y - jnp.matmul(A, U, precision="highest")
+    d2 = f[2:] - 2.0 * f[1:-1] + f[:-2]
+    smooth = lam * jnp.sum(jnp.matmul(L, tau, precision="highest") ** 2) / tau.shape[0]
+    return jnp.sum(r**2) / y2 + mu * jnp.sum(d2**2) + smooth
+
+
+@partial(jax.jit, static_argnames=("steps",))
+def fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300) -> TemplateFit:
+    """Fit ``tau`` and ``f`` jointly by ``steps`` L-BFGS iterations (module docstring).
+
+    Args:
+        Y ``(m, t)``, A ``(m, n)``; L: ``(k, n)`` dense regulariser on ``tau``; t ``(t,)`` sample
+        times; tau0 ``(n,)``, f0 ``(K,)`` starts; s0, h: first knot and knot spacing; lam, mu:
+        penalty weights (above). Jittable; vmaps over problems of equal shapes.
+    """
+    y2 = jnp.sum(Y**2)
+    fun = lambda p: _loss(p, Y, A, L, t, s0, h, lam, mu, y2)  # noqa: E731
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(fun)
+
+    def step(carry, _):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=fun)
+        return (optax.apply_updates(params, updates), state), value
+
+    params = (tau0, f0)
+    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    tau, f = params
+    U = template_potentials(tau, f, t, s0, h)
+    misfit = jnp.sum((Y - jnp.matmul(A, U, precision="highest")) ** 2) / y2
+    lags = s0 + h * jnp.arange(f.shape[0], dtype=f.dtype)
+    return TemplateFit(U, tau, lags, f, misfit, losses)
