@@ -197,3 +197,22 @@ def test_noncrime_bad_input(small_geo):
         noncrime.truth_transfer(g, shift_mm=5.0)
     with pytest.raises(ValueError, match="refine must be >= 1"):
         noncrime.noncrime_geometry(n_heart=200, refine=0)
+
+
+def test_apd_dispersion_makes_waveforms_differ(small_geo):
+    g = small_geo
+    U0 = np.asarray(noncrime.truth_beat(g, 17, n_samples=700))
+    U1 = np.asarray(noncrime.truth_beat(g, 17, n_samples=700, apd_dispersion=0.3))
+
+    def apd(U):
+        up = np.argmax(U >= 0.5, axis=1)
+        down = np.array([u0 + np.argmax(u[u0:] < 0.5) for u, u0 in zip(U, up)])
+        assert (down > up).all()  # every node repolarises within the window
+        return (down - up) * 0.1
+
+    a0, a1 = apd(U0), apd(U1)
+    assert np.ptp(a0) < 2.0  # homogeneous tissue: nearly one APD
+    assert np.ptp(a1) == pytest.approx(0.3 * np.median(a0), rel=0.35)  # the gradient asked for
+    np.testing.assert_allclose(np.argmax(U1 >= 0.5, axis=1), np.argmax(U0 >= 0.5, axis=1), atol=3)  # same activation
+    with pytest.raises(ValueError, match="mitchell-schaeffer.* only"):
+        noncrime.truth_beat(g, 17, ionic="fenton-karma", apd_dispersion=0.2)

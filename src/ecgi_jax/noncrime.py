@@ -14,8 +14,8 @@ does:
 * **forward model**: the truth's body potentials come from a BEM on the fine heart and a refined
   torso; the inverse gets the coarse mesh's own BEM matrix — never the truth's;
 * **what real studies add**: the true heart shifted and rotated against the model's, electrodes
-  displaced along the torso surface, white or spatially correlated noise given as σ or SNR, and
-  a few bad leads.
+  displaced along the torso surface, white or spatially correlated noise given as σ or SNR, a
+  few bad leads, and an APD gradient along the heart (waveforms that are not one shape).
 
 Build the geometry once (:func:`noncrime_geometry`, ~20 s for the fine BEM at the defaults), then
 draw cases from it (:func:`make_noncrime_case`; the geometry errors through
@@ -219,20 +219,34 @@ def truth_transfer(
 
 def truth_beat(
     geometry: NoncrimeGeometry, site: int, *, ionic: str = "mitchell-schaeffer", dt: float = 0.1,
-    n_samples: int = 400, pacing_radius: float = 4.0, dtype=None,
+    n_samples: int = 400, pacing_radius: float = 4.0, apd_dispersion: float = 0.0, dtype=None,
 ):
     """The true beat on the fine heart ``(n_fine, n_samples)``: ``ionic`` paced at ``site``.
 
     ``site`` is an index of the inverse's (coarse) heart; the fine nodes within ``pacing_radius``
-    mm of it start excited (``u = 1``).
+    mm of it start excited (``u = 1``). ``apd_dispersion``: a linear gradient of the action
+    potential duration along the heart's long axis, ``APD × (1 ± apd_dispersion/2)`` from one end
+    to the other (Mitchell–Schaeffer's ``tau_close``, to which its APD is proportional): real
+    hearts' waveforms are not one shape everywhere.
     """
     if ionic not in IONIC_MODELS:
         raise ValueError(f"ionic must be one of {sorted(IONIC_MODELS)}; got {ionic!r}.")
     if not (isinstance(site, (int, np.integer)) and 0 <= site < geometry.n_nodes):
         raise ValueError(f"site must be a node index in [0, {geometry.n_nodes - 1}]; got {site!r}.")
+    if not (np.isfinite(apd_dispersion) and 0 <= apd_dispersion < 1):
+        raise ValueError(f"apd_dispersion must lie in [0, 1) (a fraction of the APD); got {apd_dispersion!r}.")
+    model = IONIC_MODELS[ionic]()
     v = geometry.heart_fine.vertices
+    if apd_dispersion:
+        if ionic != "mitchell-schaeffer":
+            raise ValueError("apd_dispersion is implemented for ionic='mitchell-schaeffer' only.")
+        centred = v - v.mean(axis=0)
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]  # the long axis
+        x = centred @ axis
+        scale = 1.0 + apd_dispersion * ((x - x.min()) / np.ptp(x) - 0.5)
+        model = dataclasses.replace(model, tau_close=model.tau_close * scale)
     excited = np.linalg.norm(v - v[site], axis=1) <= pacing_radius
-    return simulate_ionic(IONIC_MODELS[ionic](), geometry.laplacian_fine, excited, dt=dt, n_samples=n_samples, dtype=dtype)
+    return simulate_ionic(model, geometry.laplacian_fine, excited, dt=dt, n_samples=n_samples, dtype=dtype)
 
 
 def _correlated_noise(key, positions: np.ndarray, n_t: int, length: float, dtype) -> jax.Array:
@@ -264,6 +278,7 @@ def make_noncrime_case(
     dt: float = 0.1,
     n_samples: int = 400,
     pacing_radius: float = 4.0,
+    apd_dispersion: float = 0.0,
     dtype=None,
 ) -> NoncrimeCase:
     """A case whose truth the inverse's model did not generate (module docstring).
@@ -280,7 +295,8 @@ def make_noncrime_case(
             own std (a poor electrode contact); their indices are in ``case.bad_leads``.
         A_truth, truth_info: the truth's transfer matrix from :func:`truth_transfer` (geometry
             errors); default ``geometry.A_fine`` (no error).
-        dt, n_samples: sampling (AP time units); pacing_radius: mm.
+        dt, n_samples: sampling (AP time units); pacing_radius: mm; apd_dispersion: see
+            :func:`truth_beat`.
     """
     dtype = dtype or jnp.result_type(float)
     if (sigma is None) == (snr_db is None):
@@ -296,7 +312,10 @@ def make_noncrime_case(
     A_truth = geometry.A_fine if A_truth is None else np.asarray(A_truth)
     if A_truth.shape != (m, geometry.heart_fine.n_vertices):
         raise ValueError(f"A_truth has shape {A_truth.shape}; expected ({m}, {geometry.heart_fine.n_vertices}) (truth_transfer).")
-    U_fine = truth_beat(geometry, site, ionic=ionic, dt=dt, n_samples=n_samples, pacing_radius=pacing_radius, dtype=dtype)
+    U_fine = truth_beat(
+        geometry, site, ionic=ionic, dt=dt, n_samples=n_samples, pacing_radius=pacing_radius,
+        apd_dispersion=apd_dispersion, dtype=dtype,
+    )
     Y_clean = jnp.matmul(jnp.asarray(A_truth, dtype), U_fine, precision=jax.lax.Precision.HIGHEST)
     k_noise, k_bad, k_bad_noise = jax.random.split(key, 3)
     positions = geometry.torso.vertices[geometry.electrodes]
@@ -311,7 +330,7 @@ def make_noncrime_case(
         extra = jnp.std(Y_clean) * jax.random.normal(k_bad_noise, (bad_leads, n_samples), dtype)
         Y = Y.at[bad].add(extra)
     info = {
-        "ionic": ionic, "shape": geometry.shape, "sigma": sigma, "snr_db": snr_db,
+        "ionic": ionic, "shape": geometry.shape, "sigma": sigma, "snr_db": snr_db, "apd_dispersion": float(apd_dispersion),
         "noise_std": float(noise_std), "noise_correlation_mm": float(noise_correlation_mm),
         "bad_leads": bad.tolist(), "n_fine": geometry.heart_fine.n_vertices, **(truth_info or {}),
     }
