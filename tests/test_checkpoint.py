@@ -121,3 +121,109 @@ def test_killed_training_resumes_bit_identically(tmp_path):
     np.testing.assert_array_equal(np.asarray(resumed.V), np.asarray(reference.V))
     assert resumed.history == reference.history
     assert resumed.diagnostics["steps"] == reference.diagnostics["steps"] == 40
+
+
+def _counting_monitor():
+    calls = []
+
+    def monitor(state):
+        calls.append(1)
+        return {}
+
+    return monitor, calls
+
+
+def test_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path):
+    step, states, problems, keys = _toy()
+    cfg = TrainConfig(steps=40, chunk=20, progress=False)
+    f = tmp_path / "ckpt.txt"
+    f.write_text("my notes")
+    monitor, calls = _counting_monitor()
+    with pytest.raises(ValueError, match="is an existing file") as e:
+        run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=f, monitor=monitor)
+    assert str(f) in str(e.value)
+    assert calls == []  # refused before the first chunk was trained
+    assert f.read_text() == "my notes"
+
+
+@pytest.mark.parametrize("entries", [("1", "3", "7"), ("notes.txt",), ("2/state",)])
+def test_checkpoint_dir_holding_other_files_is_refused_and_left_alone(tmp_path, entries):
+    step, states, problems, keys = _toy()
+    cfg = TrainConfig(steps=40, chunk=20, progress=False)
+    for name in entries:  # the user's own numbered folders look like orbax steps to orbax
+        if name.endswith(".txt"):
+            (tmp_path / name).write_text("keep me")
+        else:
+            (tmp_path / name).mkdir(parents=True)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    monitor, calls = _counting_monitor()
+    with pytest.raises(ValueError, match="holds other files.*empty or new folder") as e:
+        run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path, monitor=monitor)
+    assert str(tmp_path) in str(e.value)
+    assert calls == []
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing deleted or added
+
+
+def test_checkpoint_dir_with_our_checkpoints_and_a_stray_file_is_refused(tmp_path):
+    step, states, problems, keys = _toy()
+    cfg = TrainConfig(steps=40, chunk=20, progress=False)
+    run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path)
+    (tmp_path / "README").write_text("mine")
+    with pytest.raises(ValueError, match="holds other files \\('README'\\)"):
+        run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path)
+
+
+def test_leftover_temporary_folder_of_a_killed_write_is_accepted(tmp_path):
+    step, states, problems, keys = _toy()
+    cfg = TrainConfig(steps=40, chunk=20, progress=False)
+    ref, _, _ = run_training(step, states[0], problems[0], keys[0], cfg)
+    run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path)
+    shutil.rmtree(tmp_path / "2")
+    (tmp_path / "2.orbax-checkpoint-tmp-1234567").mkdir()  # what a SIGKILL mid-save leaves
+    state, _, info = run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path)
+    assert info["resumed_at_chunk"] == 1
+    np.testing.assert_array_equal(state.params["w"], ref.params["w"])
+
+
+def _damage_meta(d):
+    (d / "2" / "meta" / "metadata").write_bytes(np.random.default_rng(0).bytes(200))
+
+
+def _damage_state(d):
+    for f in (d / "2" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(np.random.default_rng(1).bytes(100))
+
+
+def _drop_meta(d):
+    shutil.rmtree(d / "2" / "meta")
+
+
+def _meta_not_an_object(d):
+    (d / "2" / "meta" / "metadata").write_text("[1, 2, 3]")
+
+
+@pytest.mark.parametrize("damage", [_damage_meta, _damage_state, _drop_meta, _meta_not_an_object])
+def test_damaged_checkpoint_gives_a_clear_error(tmp_path, damage):
+    step, states, problems, keys = _toy()
+    cfg = TrainConfig(steps=40, chunk=20, progress=False)
+    run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path)
+    damage(tmp_path)
+    with pytest.raises(ValueError, match="is unreadable.*Delete that folder.*another checkpoint_dir") as e:
+        run_training(step, states[0], problems[0], keys[0], cfg, checkpoint_dir=tmp_path)
+    assert str(tmp_path) in str(e.value)
+
+
+def test_solve_refuses_a_bad_checkpoint_dir_before_training(tmp_path):
+    namespace = {}
+    exec(PROBLEM, namespace)
+    Y, A, kw = namespace["problem"]()
+    f = tmp_path / "results.npz"
+    f.write_bytes(b"not a folder")
+    with pytest.raises(ValueError, match="results.npz is an existing file"):
+        solve(Y, A, method="eand-arn", checkpoint_dir=f, **kw)
+    for n in ("1", "3", "7"):
+        (tmp_path / "runs" / n).mkdir(parents=True)
+    with pytest.raises(ValueError, match="runs holds other files \\('1', '3', '7'\\)"):
+        solve(Y, A, method="eand-arn", checkpoint_dir=tmp_path / "runs", **kw)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["1", "3", "7"]

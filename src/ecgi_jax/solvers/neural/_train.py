@@ -263,11 +263,13 @@ def run_training(
             :mod:`ecgi_jax._checkpoint`). If it already holds a checkpoint of this same run
             (same problem, initial state, key and settings) training resumes from it and ends
             with bit-identical results to an uninterrupted run; a checkpoint of another run is
-            refused (``ValueError``).
+            refused (``ValueError``), and so, before anything is trained, is a path that is a file
+            or a folder holding anything but this library's checkpoints (nothing there is deleted).
         checkpoint_every: chunks between checkpoints.
 
     Raises:
-        ValueError: ``checkpoint_every < 1``; a checkpoint of another run in ``checkpoint_dir``.
+        ValueError: ``checkpoint_every < 1``; a ``checkpoint_dir`` that is a file or holds other
+            files; a checkpoint of another run, or an unreadable (damaged) one, in ``checkpoint_dir``.
     """
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1 (chunks); got {checkpoint_every}.")
