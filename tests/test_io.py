@@ -151,3 +151,68 @@ def test_load_mesh_meshio_and_npz(tmp_path, sphere):
     np.savez(tmp_path / "bad.npz", points=sphere.vertices)
     with pytest.raises(ValueError, match="no array named 'vertices'"):
         io.load_mesh(tmp_path / "bad.npz")
+
+
+def _resave(src, dst, **changes):
+    """Copy of the solution file ``src`` at ``dst`` with entries replaced (None: removed)."""
+    with np.load(src, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    for k, v in changes.items():
+        if v is None:
+            data.pop(k)
+        else:
+            data[k] = v
+    np.savez(dst, **data)
+    return dst
+
+
+def test_load_solution_names_the_file_and_the_damage_in_its_metadata(tmp_path, sphere):
+    good = io.save_solution(tmp_path / "good.npz", _solution(sphere.n_vertices, 4, np.random.default_rng(5)), sphere, xdmf=False)[0]
+    with np.load(good, allow_pickle=False) as z:
+        meta = json.loads(str(z["metadata"]))
+    without = lambda key: json.dumps({k: v for k, v in meta.items() if k != key})  # noqa: E731
+    cases = [
+        ({"metadata": np.array('{"format": "ecgi_jax.solution/1", "method": ')}, "damaged metadata: it is not valid JSON"),
+        ({"metadata": np.array("[1, 2, 3]")}, "damaged metadata: expected a JSON object, got a list"),
+        ({"metadata": np.arange(3.0)}, "damaged metadata: the 'metadata' entry must be one JSON string"),
+        ({"metadata": np.array(without("history_keys"))}, "damaged metadata: the field\\(s\\) 'history_keys' are missing"),
+        ({"metadata": np.array(json.dumps({**meta, "options": [1]}))}, "damaged metadata: 'options' should be a dict"),
+        ({"history.loss": None}, "history entry whose array 'history.loss' is missing"),
+        ({"diagnostics.big": None}, "diagnostics array 'diagnostics.big' that is missing"),
+        ({"triangles": None}, "holds vertices but not triangles"),
+        ({"recovery": np.zeros(3)}, "'recovery' has shape \\(3,\\)"),
+    ]
+    for i, (changes, match) in enumerate(cases):
+        bad = _resave(good, tmp_path / f"bad{i}.npz", **changes)
+        with pytest.raises(ValueError, match=match) as e:
+            io.load_solution(bad)
+        assert type(e.value) is ValueError and str(bad) in str(e.value), (changes.keys(), e.value)
+
+
+def test_random_bytes_named_npz_or_npy_are_refused_with_our_message(tmp_path, sphere):
+    rng = np.random.default_rng(0)
+    good = io.save_solution(tmp_path / "good.npz", _solution(sphere.n_vertices, 4, rng), xdmf=False)[0]
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(rng.bytes(300))
+    junk_npy = tmp_path / "junk.npy"
+    junk_npy.write_bytes(rng.bytes(300))
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "trunc.npz"
+    truncated.write_bytes(good.read_bytes()[:400])
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cases = [
+        (lambda: io.load_solution(junk), junk, "is not a valid .npz file \\(it does not start like a .npz file\\)"),
+        (lambda: io.load_array(junk), junk, "is not a valid .npz file"),
+        (lambda: io.load_mesh(junk), junk, "is not a valid .npz file"),
+        (lambda: io.load_array(junk_npy), junk_npy, "is not a valid .npy file"),
+        (lambda: io.load_solution(empty), empty, "is not a valid .npz file \\(no data at all\\)"),
+        (lambda: io.load_solution(truncated), truncated, "is not a valid .npz file \\(corrupt or truncated\\)"),
+        (lambda: io.load_array(tmp_path / "obj.npy"), tmp_path / "obj.npy", "object arrays are refused"),
+    ]
+    for call, path, match in cases:
+        with pytest.raises(ValueError, match=match) as e:
+            call()
+        assert str(path) in str(e.value)
+        assert "allow_pickle" not in str(e.value) and "unsafely" not in str(e.value), e.value
+

@@ -117,6 +117,45 @@ def _versions() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------
+# safe .npy/.npz reading
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive with members / an empty one
+
+
+def _load_numpy(path: Path, kind: str):
+    """The array of an ``.npy`` (``kind=".npy"``) or the ``{name: array}`` of an ``.npz``
+    (``".npz"``) at ``path``, read with ``allow_pickle=False``; a ``ValueError`` with our own
+    message for anything else (never numpy's advice to load pickles)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise ValueError(f"Could not read {path}: {exc}") from exc
+    if not head.startswith(_NPY_MAGIC if kind == ".npy" else _ZIP_MAGICS):
+        what = "no data at all" if not head else f"it does not start like a {kind} file"
+        raise ValueError(f"{path} is not a valid {kind} file ({what}): a corrupt or truncated file, or another format named {kind}.")
+    try:
+        if kind == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            entries = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy's refusal of object (pickled) arrays
+            raise ValueError(
+                f"{path} holds object arrays (pickled Python objects): object arrays are refused, since "
+                "loading them could run code; save plain numeric arrays."
+            ) from None
+        raise ValueError(f"{path} is not a valid {kind} file (corrupt or truncated): {exc}") from exc
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, OSError
+        raise ValueError(f"{path} is not a valid {kind} file (corrupt or truncated): {type(exc).__name__}: {exc}") from exc
+    for k, v in entries.items():
+        if not isinstance(v, np.ndarray):  # numpy hands back the raw bytes of a member that is not an .npy
+            raise ValueError(f"{path} is not a valid .npz file: its entry {k!r} is not a numpy array (corrupt file).")
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------
 # solutions
 
 
@@ -289,24 +328,67 @@ def load_solution(path) -> LoadedSolution:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No solution file at {path}.")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise ValueError(f"Could not read {path} as an .npz file: {type(exc).__name__}: {exc}") from exc
+    data = _load_numpy(path, ".npz")  # whatever its name: save_solution writes exactly the path given
     if "metadata" not in data or "potentials" not in data:
         raise ValueError(f"{path} is not an ecgi_jax solution file (no 'metadata'/'potentials' entries; it has {sorted(data)}).")
-    meta = json.loads(str(data["metadata"]))
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} has format {meta.get('format')!r}; this version reads {FORMAT!r}.")
-    history = {k: data[f"history.{k}"].tolist() for k in meta["history_keys"]} or None
-    diagnostics = _restore_arrays(meta["diagnostics"], data)
+    meta = _read_metadata(path, data)
+    try:
+        history = {k: data[f"history.{k}"].tolist() for k in meta["history_keys"]} or None
+    except KeyError as exc:
+        raise ValueError(f"{path} is damaged: its metadata lists a training history entry whose array {exc.args[0]!r} is missing.") from None
+    try:
+        diagnostics = _restore_arrays(meta["diagnostics"], data)
+    except KeyError as exc:
+        raise ValueError(f"{path} is damaged: its metadata refers to a diagnostics array {exc.args[0]!r} that is missing.") from None
+    except TypeError as exc:  # an "__array__" reference that is not a name
+        raise ValueError(f"{path} has damaged metadata: a diagnostics array reference is not a name ({exc}).") from None
+    U = data["potentials"]
+    if U.ndim != 2 or U.dtype.kind not in "biuf":
+        raise ValueError(f"{path} is damaged: 'potentials' must be a 2-D numeric array (N, T); got shape {U.shape}, dtype {U.dtype}.")
+    for name in ("recovery", "truth"):
+        if name in data and data[name].shape != U.shape:
+            raise ValueError(f"{path} is damaged: {name!r} has shape {data[name].shape}, the potentials {U.shape}.")
     sol = Solution(
-        potentials=data["potentials"], method=meta["method"], diagnostics=diagnostics,
+        potentials=U, method=meta["method"], diagnostics=diagnostics,
         options=meta["options"], recovery=data.get("recovery"), history=history,
     )
-    mesh = Mesh(data["vertices"], data["triangles"], validate=False) if "vertices" in data else None
+    mesh = None
+    if "vertices" in data or "triangles" in data:
+        if "vertices" not in data or "triangles" not in data:
+            raise ValueError(f"{path} is damaged: it holds {'vertices' if 'vertices' in data else 'triangles'} but not {'triangles' if 'vertices' in data else 'vertices'} of the mesh.")
+        try:
+            mesh = Mesh(data["vertices"], data["triangles"], validate=False)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path} is damaged: its mesh cannot be read back ({exc}).") from exc
     return LoadedSolution(sol, data.get("truth"), data.get("times"), mesh, meta)
+
+
+def _read_metadata(path: Path, data: dict) -> dict:
+    """The metadata record of a solution file, checked: a ``ValueError`` naming the file and the
+    damage for anything :func:`load_solution` could not use."""
+    raw = data["metadata"]
+    if raw.ndim != 0 or raw.dtype.kind not in "US":
+        raise ValueError(
+            f"{path} has damaged metadata: the 'metadata' entry must be one JSON string; got shape {raw.shape}, dtype {raw.dtype}."
+        )
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} has damaged metadata: it is not valid JSON ({exc}).") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} has damaged metadata: expected a JSON object, got a {type(meta).__name__}.")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}; this version reads {FORMAT!r}.")
+    expected = {"method": str, "options": dict, "diagnostics": object, "history_keys": list}
+    missing = [k for k in expected if k not in meta]
+    if missing:
+        raise ValueError(f"{path} has damaged metadata: the field(s) {', '.join(map(repr, missing))} are missing.")
+    for k, kind in expected.items():
+        if not isinstance(meta[k], kind):
+            raise ValueError(f"{path} has damaged metadata: {k!r} should be a {kind.__name__}, not a {type(meta[k]).__name__}.")
+    if not all(isinstance(k, str) for k in meta["history_keys"]):
+        raise ValueError(f"{path} has damaged metadata: 'history_keys' must list names (strings).")
+    return meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,21 +434,9 @@ def load_array(path, name: str | None = None) -> np.ndarray:
     if suffix == ".npy":
         if name is not None:
             raise ValueError(f"{path} is a .npy file holding one array; drop the name {name!r}.")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"Could not read {path}: {exc} (object arrays are refused for safety; save numeric arrays).") from exc
-        except Exception as exc:
-            raise ValueError(f"Could not read {path} as .npy: {type(exc).__name__}: {exc}") from exc
+        arr = _load_numpy(path, ".npy")
     elif suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                entries = {k: z[k] for k in z.files}
-        except ValueError as exc:
-            raise ValueError(f"Could not read {path}: {exc} (object arrays are refused for safety; save numeric arrays).") from exc
-        except Exception as exc:
-            raise ValueError(f"Could not read {path} as .npz: {type(exc).__name__}: {exc}") from exc
-        arr = _pick(entries, name, path)
+        arr = _pick(_load_numpy(path, ".npz"), name, path)
     elif suffix == ".mat":
         entries = {k: v for k, v in load_mat(path).items() if isinstance(v, np.ndarray)}
         arr = _pick(entries, name, path)
