@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import meshio
 import numpy as np
@@ -216,3 +217,77 @@ def test_random_bytes_named_npz_or_npy_are_refused_with_our_message(tmp_path, sp
         assert str(path) in str(e.value)
         assert "allow_pickle" not in str(e.value) and "unsafely" not in str(e.value), e.value
 
+
+def _temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_next_write_removes_temporaries_left_by_a_killed_writer(tmp_path, sphere):
+    import tempfile
+
+    sol = _solution(sphere.n_vertices, 4, np.random.default_rng(6))
+    io.save_solution(tmp_path / "s.npz", sol, sphere)
+    # What SIGKILL in the middle of geometry.atomic_write leaves: ".<stem>.<8 random>.<suffix>".
+    for suffix in (".npz", ".npz", ".xdmf"):
+        fd, _ = tempfile.mkstemp(prefix=".s.", suffix=suffix, dir=tmp_path)
+        os.write(fd, b"half written")
+        os.close(fd)
+    keep = [".s.npz", ".s.12345678.npy", ".other.abcdefgh.npz", ".s.abc.npz"]  # not temporaries of s.npz / s.xdmf
+    for name in keep:
+        (tmp_path / name).write_bytes(b"user file")
+    assert len(_temporaries(tmp_path)) == 3 + len(keep)
+    io.save_solution(tmp_path / "s.npz", sol, sphere)
+    assert _temporaries(tmp_path) == sorted(keep)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["s.npz", "s.xdmf"]
+    assert io.load_solution(tmp_path / "s.npz").solution.method == "eand-arn"
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path, sphere):
+    fcntl = pytest.importorskip("fcntl")
+    tmp = tmp_path / ".s.abcd1234.npz"
+    with open(tmp, "wb") as f:  # another process still writing s.npz holds its temporary file locked
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(b"in progress")
+        f.flush()
+        io.save_solution(tmp_path / "s.npz", _solution(sphere.n_vertices, 4, np.random.default_rng(7)), xdmf=False)
+        assert tmp.read_bytes() == b"in progress"
+    io.save_solution(tmp_path / "s.npz", _solution(sphere.n_vertices, 4, np.random.default_rng(7)), xdmf=False)
+    assert not tmp.exists()  # its writer gone, it is stale
+
+
+KILLED_WRITER = """
+import sys, time
+import numpy as np
+from ecgi_jax import Solution, io
+
+def stuck(f, **arrays):  # np.savez that writes half the file, then hangs until killed
+    f.write(b"PK half")
+    f.flush()
+    print("WRITING", flush=True)
+    time.sleep(600)
+
+np.savez = stuck
+io.save_solution(sys.argv[1], Solution(np.ones((3, 4), np.float32), "tikhonov-0", {}, {}))
+"""
+
+
+def test_sigkill_during_save_solution_leaves_no_orphan_after_the_next_save(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_WRITER)
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(2):  # each kill leaves one temporary file
+        proc = subprocess.Popen([sys.executable, str(script), str(out / "s.npz")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout.readline().strip() == b"WRITING", proc.stderr.read().decode()[-2000:]
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert _temporaries(out) and not (out / "s.npz").exists()  # killed mid-write: an orphan (the second run removed the first)
+    io.save_solution(out / "s.npz", Solution(np.ones((3, 4), np.float32), "tikhonov-0", {}, {}))
+    assert sorted(p.name for p in out.iterdir()) == ["s.npz"]
