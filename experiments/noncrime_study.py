@@ -111,7 +111,11 @@ def main(argv=None):
     p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--quick", action="store_true", help="one geometry, one site, one seed, sigma 0.1, plain; classical + eand-arn")
+    p.add_argument("--summarize", nargs="+", metavar="DIR", help="run nothing: merge the rows.jsonl of these folders into --out's tables")
     args = p.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for d in args.summarize for line in (Path(d) / "rows.jsonl").read_text().splitlines()]
+        return write_tables(Path(args.out), rows, dict(meta(args), merged_from=args.summarize))
     if args.quick:
         args.geometries, args.sites, args.seeds, args.sigmas = args.geometries[:1], 1, args.seeds[:1], ["0.1"]
         args.scenarios, args.methods = ["plain"], [m for m in args.methods if m in CLASSICAL + ("eand-arn",)]
@@ -158,13 +162,51 @@ def main(argv=None):
                                     print(json.dumps(r), flush=True)
                             rows += new
     info = dict(meta(args), backend=jax.default_backend(), total_s=round(time.perf_counter() - t_all, 1))
+    write_tables(out, rows, info)
+    print(f"total {info['total_s']} s; wrote rows.jsonl, results.json and table.md under {out}")
+    return rows
+
+
+def write_tables(out: Path, rows, info) -> list:
     summary = summarize(rows)
-    text = format_table(summary)
+    text = headline(rows) + "\n\n" + format_table(summary)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": info, "summary": summary, "rows": rows}, indent=1))
     (out / "table.md").write_text(text + "\n")
     print(text)
-    print(f"total {info['total_s']} s; wrote rows.jsonl, results.json and table.md under {out}")
     return rows
+
+
+def headline(rows) -> str:
+    """Per scenario and noise, over both geometries: EAND-ARN against the best classical method
+    (lowest mean RE, and separately lowest mean AT MAE) and its cases worse than Tikhonov-2."""
+    lines = [
+        "| scenario | noise | cases | eand-arn RE | best classical RE | gain | eand-arn AT MAE | best classical AT | gain | its start RE / AT | worse than tikhonov-2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keyed: dict = {}
+    for r in rows:
+        keyed.setdefault((r["scenario"], r["noise"]), {}).setdefault(r["method"], {})[(r["geometry"], r["site"], r["seed"])] = r
+    for (scenario, noise), by_method in keyed.items():
+        eand = by_method.get("eand-arn")
+        classical = {m: by_method[m] for m in CLASSICAL if m in by_method}
+        if not eand or not classical:
+            continue
+        cases = [c for c in eand if all(c in v for v in classical.values())]
+        mean = lambda m, k: float(np.mean([by_method[m][c][k] for c in cases]))  # noqa: E731
+        best_re = min(classical, key=lambda m: mean(m, "re"))
+        best_at = min(classical, key=lambda m: mean(m, "at_mae"))
+        start = by_method.get("eand-arn:start", {})
+        start_txt = (f"{np.mean([start[c]['re'] for c in cases]):.3f} / {np.mean([start[c]['at_mae'] for c in cases]):.2f}"
+                     if all(c in start for c in cases) else "–")
+        worse = sum(eand[c]["re"] > classical["tikhonov-2"][c]["re"] for c in cases) if "tikhonov-2" in classical else None
+        lines.append(
+            f"| {scenario} | {noise} | {len(cases)} | {mean('eand-arn', 're'):.3f} | {mean(best_re, 're'):.3f} ({best_re}) | "
+            f"{1 - mean('eand-arn', 're') / mean(best_re, 're'):+.0%} | {mean('eand-arn', 'at_mae'):.2f} | "
+            f"{mean(best_at, 'at_mae'):.2f} ({best_at}) | {1 - mean('eand-arn', 'at_mae') / mean(best_at, 'at_mae'):+.0%} | "
+            f"{start_txt} | {worse} |"
+        )
+    return "\n".join(lines)
 
 
 def summarize(rows) -> list[dict]:
