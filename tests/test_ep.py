@@ -6,7 +6,7 @@ import pytest
 from ecgi_jax.datasets import load_pdl
 from ecgi_jax.ep import APParams, Stimulus, ap_residual, ap_rhs, simulate, stable_substeps
 from ecgi_jax.geometry import icosphere
-from ecgi_jax.operators import SparseOperator, cotangent_laplacian
+from ecgi_jax.operators import SparseOperator, cotangent_laplacian, huiskamp_laplacian
 
 
 def test_rhs_hand_computed():
@@ -141,3 +141,44 @@ def test_simulate_input_errors():
         simulate(L, jnp.zeros(m.n_vertices), scheme="rk9")
     with pytest.warns(UserWarning, match="stability"):
         simulate(L, jnp.zeros(m.n_vertices), dt=50.0, n_samples=3, substeps=1)
+
+
+def test_mesh_in_metres_is_refused_not_simulated_for_hours():
+    """A units slip (heart mesh in metres, edges ~0.006) would ask for ~10⁵ sub-steps per sample."""
+    m = icosphere(2).scaled(20.0 / 1000.0)  # the 20 mm sphere, in metres
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    u0 = jnp.zeros(m.n_vertices).at[0].set(1.0)
+    for call in (lambda: simulate(L, u0, n_samples=3), lambda: stable_substeps(L, APParams(), 0.1),
+                 lambda: simulate(L, u0, n_samples=3, substeps=4)):
+        with pytest.warns(UserWarning, match="spacing of about 0.006 mm"):
+            with pytest.raises(ValueError, match=r"(?s)sub-steps per output sample.*spacing of about 0.006 mm.*millimetres.*mesh.scaled\(1000\)"):
+                call()
+    # in millimetres it runs, with a handful of sub-steps
+    L_mm = huiskamp_laplacian(m.scaled(1000.0).vertices, m.adjacency)
+    assert stable_substeps(L_mm, APParams(), 0.1) == 5
+
+
+def test_unusual_mesh_spacing_warns_and_huge_requests_are_refused():
+    m = icosphere(3)  # unit sphere: 0.15 "mm" edges, plausible only as a units slip
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    with pytest.warns(UserWarning, match=r"spacing of about 0.148 mm.*mesh.scaled\(10\)"):
+        U, _ = simulate(L, jnp.zeros(m.n_vertices), n_samples=2)
+    assert U.shape == (m.n_vertices, 2)
+    L_mm = huiskamp_laplacian(m.scaled(20.0).vertices, m.adjacency)
+    with pytest.raises(ValueError, match="substeps=20000 sub-steps per output sample.*about 2.96 mm, plausible.*fewer substeps"):
+        simulate(L_mm, jnp.zeros(m.n_vertices), n_samples=2, substeps=20_000)
+    with pytest.raises(ValueError, match="would need 50000 sub-steps.*shorter sample spacing dt"):
+        stable_substeps(L_mm, APParams(), 1000.0)
+
+
+def test_pacing_search_and_shooting_refuse_a_mesh_in_metres():
+    """The inverse entry points compute their sub-steps with the same check as simulate."""
+    from ecgi_jax.solvers.shooting import pacing_search, shooting_fit
+
+    m = icosphere(2).scaled(20.0 / 1000.0)
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    Y, A = np.ones((4, 6), np.float32), np.ones((4, m.n_vertices), np.float32)
+    for fit in (pacing_search, shooting_fit):
+        with pytest.warns(UserWarning, match="spacing of about 0.006 mm"):
+            with pytest.raises(ValueError, match=r"(?s)spacing of about 0.006 mm.*mesh.scaled\(1000\)"):
+                fit(Y, A, L, vertices=m.vertices, adjacency=m.adjacency)

@@ -82,3 +82,11 @@ def test_make_case_rejects_bad_input(small_heart):
         make_case(jax.random.key(0), np.ones((4, 3)), lap, [0])
     with pytest.raises(ValueError, match="pacing"):
         make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), lap, [mesh.n_vertices])
+
+
+def test_make_case_refuses_a_mesh_in_metres():
+    mesh = geometry.icosphere(2).scaled(20.0 / 1000.0)
+    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
+    with pytest.warns(UserWarning, match="spacing of about 0.006 mm"):
+        with pytest.raises(ValueError, match=r"(?s)sub-steps per output sample.*about 0.006 mm.*mesh.scaled\(1000\)"):
+            make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), lap, [0], n_samples=3)

@@ -10,6 +10,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
 from .._types import all_finite
 from ..operators._sparse import SparseOperator
@@ -34,15 +35,119 @@ class Stimulus:
         return jnp.where(on, self.amplitude, 0.0) * self.mask
 
 
-def _max_rate(laplacian, D) -> float:
-    # Gershgorin bound of the spectral radius of D·L: 2·max_i |D_i L_ii| for rows summing to zero.
+#: Most sub-steps per output sample that :func:`simulate` / :func:`stable_substeps` accept. Far
+#: more than any millimetre mesh needs at ``dt = 0.1`` (the P-DL heart needs 5): a count above it
+#: means a Laplacian in the wrong units (a mesh in metres asks for ~10⁵–10⁶), which would hang.
+MAX_SUBSTEPS = 10_000
+
+#: Range of implied mesh spacings (mm) outside of which a UserWarning is given.
+PLAUSIBLE_SPACING_MM = (0.3, 20.0)
+
+
+def _diagonal(laplacian) -> np.ndarray:
+    """The diagonal of a SparseOperator, a scipy.sparse matrix or a dense array (host, float64)."""
     if isinstance(laplacian, SparseOperator):
         diag = np.zeros(laplacian.shape[0])
         r, c, w = (np.asarray(a) for a in (laplacian.rows, laplacian.cols, laplacian.weights))
         np.add.at(diag, r[r == c], w[r == c])
+        return diag
+    if sp.issparse(laplacian):
+        return np.asarray(laplacian.diagonal(), np.float64)
+    return np.asarray(np.diag(np.asarray(laplacian)), np.float64)
+
+
+def _implied_spacing(laplacian) -> float | None:
+    """Typical mesh spacing (in the mesh's length unit) implied by a Laplacian's diagonal.
+
+    For a 1-ring Laplacian on a regular mesh of edge ``h`` (Huiskamp's or the cotangent one) the
+    diagonal is ``≈ −4/h²``, so ``h ≈ 2/sqrt(median |L_ii|)``. ``None`` when the diagonal is zero.
+    """
+    diag = np.abs(_diagonal(laplacian))
+    diag = diag[np.isfinite(diag) & (diag > 0)]
+    if diag.size == 0:
+        return None
+    return float(2.0 / np.sqrt(np.median(diag)))
+
+
+def _units_hint(laplacian) -> str:
+    h = _implied_spacing(laplacian)
+    if h is None:
+        return "The Laplacian has a zero diagonal: it couples no node to its neighbours."
+    hint = (
+        "The Laplacian's scale (diagonal ~ -4/h^2 for a 1-ring Laplacian) implies a mesh spacing "
+        f"of about {h:.3g} mm"
+    )
+    lo, hi = PLAUSIBLE_SPACING_MM
+    if lo <= h <= hi:
+        return hint + ", plausible for a heart mesh in millimetres."
+    hint += (
+        ", but the Aliev-Panfilov model (D in mm^2 per AP time unit) expects a heart mesh in "
+        "millimetres (P-DL heart: ~6 mm)."
+    )
+    if h < lo:
+        return hint + (
+            " If the mesh is in metres or centimetres, scale its vertices to mm and rebuild the "
+            "Laplacian (mesh.scaled(1000) for metres, mesh.scaled(10) for cm), or multiply a given "
+            "Laplacian by 1e-6 (metres) or 1e-2 (cm)."
+        )
+    return hint + (
+        " A spacing this coarse resolves no wavefront: check the mesh units (vertices in "
+        "micrometres? scale them by 1e-3)."
+    )
+
+
+def _check_scale(laplacian) -> None:
+    """Warn when the Laplacian implies a mesh spacing outside :data:`PLAUSIBLE_SPACING_MM`."""
+    h = _implied_spacing(laplacian)
+    lo, hi = PLAUSIBLE_SPACING_MM
+    if h is not None and not lo <= h <= hi:
+        warnings.warn(
+            f"{_units_hint(laplacian)} (Spacings outside {lo}-{hi} mm are unusual for a heart mesh.)",
+            UserWarning,
+            stacklevel=4,  # user -> simulate / stable_substeps -> _checked_substeps -> here
+        )
+
+
+def _check_substep_count(count: int, laplacian, dt: float, *, requested: bool = False) -> None:
+    """Refuse more than :data:`MAX_SUBSTEPS` sub-steps per output sample (a units slip would hang)."""
+    if count <= MAX_SUBSTEPS:
+        return
+    h = _implied_spacing(laplacian)
+    if h is not None and h < PLAUSIBLE_SPACING_MM[0]:
+        fix = ""  # the hint says how to fix the units
+    elif requested:
+        fix = f"If the units are right, ask for fewer substeps (the default rule needs at most {MAX_SUBSTEPS})."
     else:
-        diag = np.diag(np.asarray(laplacian))
-    return float(2.0 * np.max(np.abs(np.asarray(D) * diag)))
+        fix = "If the units are right, use a shorter sample spacing dt (or a smaller D)."
+    if requested:
+        need = f"substeps={count} sub-steps per output sample (dt={dt:g}) is"
+    else:
+        need = f"the explicit AP integration would need {count} sub-steps per output sample (dt={dt:g}),"
+    raise ValueError(
+        f"{need} more than the limit of {MAX_SUBSTEPS}: the run would practically hang. "
+        f"{_units_hint(laplacian)} {fix}".rstrip()
+    )
+
+
+def _max_rate(laplacian, D) -> float:
+    # Gershgorin bound of the spectral radius of D·L: 2·max_i |D_i L_ii| for rows summing to zero.
+    return float(2.0 * np.max(np.abs(np.asarray(D) * _diagonal(laplacian))))
+
+
+def _diffusion_limit(laplacian, D) -> float:
+    return 0.9 * 2.0 / max(_max_rate(laplacian, D), 1e-30)
+
+
+def _required_substeps(laplacian, params: APParams, dt: float, max_substep: float = 0.02) -> int:
+    return max(1, math.ceil(dt / min(max_substep, _diffusion_limit(laplacian, params.D)) - 1e-9))
+
+
+def _checked_substeps(laplacian, params: APParams, dt: float, max_substep: float = 0.02) -> int:
+    """:func:`stable_substeps` (the one host-side check shared with :func:`simulate`)."""
+    _check_scale(laplacian)
+    count = _required_substeps(laplacian, params, dt, max_substep)
+    _check_substep_count(count, laplacian, dt)
+    return count
 
 
 def stable_substeps(laplacian, params: APParams, dt: float, max_substep: float = 0.02) -> int:
@@ -51,9 +156,15 @@ def stable_substeps(laplacian, params: APParams, dt: float, max_substep: float =
     The sub-step is at most ``max_substep`` (accuracy of the stiff reaction terms; 0.02 AP units
     is the P-DL data's convention) and at most 90 % of the diffusion stability limit
     ``2 / ρ(D·L)`` (Gershgorin bound).
+
+    Raises:
+        ValueError: more than :data:`MAX_SUBSTEPS` sub-steps per sample would be needed — a
+            Laplacian in the wrong units (mesh in metres: scale the vertices to mm); the message
+            gives the mesh spacing the Laplacian implies.
+
+    Warns (``UserWarning``) when that implied spacing lies outside 0.3–20 mm.
     """
-    limit = 0.9 * 2.0 / max(_max_rate(laplacian, params.D), 1e-30)
-    return max(1, math.ceil(dt / min(max_substep, limit) - 1e-9))
+    return _checked_substeps(laplacian, params, dt, max_substep)
 
 
 SCHEMES = ("heun", "euler")
@@ -113,13 +224,19 @@ def simulate(
         n_samples: number of output samples, the first being the initial state.
         substeps: forward-Euler steps per output interval. Default: :func:`stable_substeps`
             (sub-step ≤ 0.02 and within the diffusion stability limit). A value above the
-            stability limit is used as given, with a warning.
+            stability limit is used as given, with a warning. More than :data:`MAX_SUBSTEPS`
+            (requested or needed) is refused: it means a Laplacian in the wrong units.
         stimulus: optional pacing current (:class:`Stimulus`).
         scheme: ``"heun"`` (explicit second-order Runge–Kutta, default) or ``"euler"`` (forward
             Euler, first order: at the default sub-step its wavefronts run a few % off).
 
     Returns:
         ``(U, V)`` sampled on the output grid, in the dtype of ``u0``.
+
+    Raises:
+        ValueError: bad shapes or values, and a Laplacian whose scale implies a mesh in the wrong
+            units (a mesh in metres needs ~10⁵ sub-steps per sample; the message gives the implied
+            spacing and the fix). A UserWarning flags an implied spacing outside 0.3–20 mm.
 
     The integration is one jitted ``lax.scan`` (outer: output samples; inner: sub-steps), with
     the Laplacian and parameters as arguments, so it vmaps over pacing sites or parameters and is
@@ -148,12 +265,14 @@ def simulate(
         raise ValueError("laplacian contains NaN or Inf entries; rebuild it from a valid mesh.")
     if stimulus is not None and tuple(jnp.shape(stimulus.mask)) != (n,):
         raise ValueError(f"stimulus.mask has shape {tuple(jnp.shape(stimulus.mask))}; expected ({n},) (one entry per node).")
-    auto = stable_substeps(laplacian, params, dt)
+    auto = _checked_substeps(laplacian, params, dt)  # refuses a Laplacian in the wrong units
     if substeps is None:
         substeps = auto
     elif not isinstance(substeps, (int, np.integer)) or substeps < 1:
         raise ValueError(f"substeps must be an integer >= 1; got {substeps!r}.")
-    elif dt / substeps > 0.9 * 2.0 / max(_max_rate(laplacian, params.D), 1e-30):
+    else:
+        _check_substep_count(int(substeps), laplacian, dt, requested=True)
+    if dt / substeps > _diffusion_limit(laplacian, params.D):
         warnings.warn(
             f"substeps={substeps} gives a sub-step {dt / substeps:.3g} beyond the diffusion stability "
             f"limit of forward Euler; the run may blow up (stable choice: substeps >= {auto}).",
