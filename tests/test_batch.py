@@ -91,6 +91,41 @@ def test_bad_batch_inputs_are_rejected():
         solve_batch(Y, A, method="tikhonov-0", devices="gpus")
 
 
+@pytest.mark.parametrize("method", ["tikhonov-0", "tikhonov-2", "spatiotemporal"])
+def test_batch_problems_get_solves_checks_naming_the_problem(method):
+    """solve()'s checks of Y (M, T) and A (M, N) for every problem: empty shapes, NaN, mismatches."""
+    Y, A, L, _ = _classical_batch()
+    kw = {} if method == "tikhonov-0" else {"laplacian": L}
+    empty = "problem 0 of the batch: Y .* and A .* must be non-empty"
+    cases = [
+        ((Y[:, :, :0], A), ValueError, empty),  # T = 0 (returned empty solutions)
+        ((Y[:, :0], A[:, :0]), ValueError, empty),  # M = 0 (a numpy reduction error)
+        ((Y[:, :0], A[0, :0]), ValueError, empty),  # M = 0, shared A
+        ((Y, A[:, :, :0]), ValueError, empty),  # N = 0
+        ((Y, A[:, :5]), ValueError, "problem 0 of the batch: Y has 12 rows but A has 5"),
+        ((_with(Y, (2, 1, 1), np.nan), A), ValueError, r"problem 2 of the batch: Y contains NaN or Inf values \(1 of 72"),
+        ((Y, _with(A, (1, 0, 0), np.inf)), ValueError, "problem 1 of the batch: A contains NaN or Inf"),
+        ((Y, _with(A[0], (0, 0), np.inf)), ValueError, "^A contains NaN or Inf"),  # shared: no one problem's
+        ((Y + 1j, A), TypeError, "Y must be real"),
+    ]
+    for (y, a), exc, match in cases:
+        with pytest.raises(exc, match=match) as e:
+            solve_batch(y, a, method=method, **kw)
+        assert type(e.value) is exc
+    # Checks of a problem are the same as solve()'s on that problem.
+    with pytest.raises(ValueError) as single:
+        solve(Y[0, :, :0], A[0], method=method, **kw)
+    with pytest.raises(ValueError) as batch:
+        solve_batch(Y[:, :, :0], A, method=method, **kw)
+    assert str(batch.value) == f"problem 0 of the batch: {single.value}"
+
+
+def _with(arr, idx, value):
+    out = np.array(arr, dtype=np.result_type(arr, type(value)))
+    out[idx] = value
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # training: a toy problem where every stopping path is exercised
 

@@ -262,6 +262,46 @@ def _loop(method, Y, A, keys, options):
     return sols
 
 
+def _as_batch_array(x, name):
+    """``(array, finite)``: ``x`` checked as :func:`solve` checks an input (numeric, real) over
+    the whole batch at once; NaN/Inf are left to the per-problem checks, which say where."""
+    try:
+        return S._finite_array(x, name), True
+    except ValueError:  # NaN or Inf values (every other failure is a TypeError)
+        return jnp.asarray(x), False
+
+
+def _validate_batch(Y, A):
+    """``Y (B, M, T)`` and ``A (B, M, N)`` or ``(M, N)`` checked and cast to one float dtype.
+
+    Every problem gets :func:`solve`'s checks (``_solve._validate``: numeric, real, finite,
+    matching and non-empty ``Y (M, T)`` and ``A (M, N)``), with errors that name the problem.
+    The batch shares shapes and dtypes, so one problem stands for all in those checks; only NaN/Inf
+    differ between problems, and when the batch has some each problem is checked until the first
+    bad one.
+    """
+    Y, y_finite = _as_batch_array(Y, "Y")
+    A, a_finite = _as_batch_array(A, "A")
+    if Y.ndim != 3:
+        raise ValueError(f"Y must be 3-D (B problems, M leads, T samples); got shape {Y.shape}.")
+    if A.ndim not in (2, 3):
+        raise ValueError(f"A must be (B, M, N) or a shared (M, N); got shape {A.shape}.")
+    if A.ndim == 3 and A.shape[0] != Y.shape[0]:
+        raise ValueError(f"Y holds {Y.shape[0]} problems but A holds {A.shape[0]}: give one A per problem or one shared (M, N).")
+    if Y.shape[0] < 1:
+        raise ValueError("Y holds no problems (B = 0).")
+    shared = A.ndim == 2
+    if shared and not a_finite:
+        S._finite_array(A, "A")  # raises: NaN/Inf in the shared A are no one problem's
+    for b in range(1 if y_finite and a_finite else Y.shape[0]):
+        try:
+            S._validate(Y[b], A if shared else A[b])
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"problem {b} of the batch: {e}") from None
+    dtype = jnp.result_type(Y, A, float)
+    return Y.astype(dtype), A.astype(dtype)
+
+
 def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **options) -> list[Solution]:
     """Solve ``B`` inverse problems of equal shapes at once.
 
@@ -288,8 +328,10 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
         whole batch and ``diagnostics["batch_size"] = B``.
 
     Raises:
-        ValueError: bad shapes (naming the input), NaN/Inf, unknown method, keys of the wrong
-            length, a bad ``devices``.
+        ValueError: bad shapes (naming the input), empty problems (``M``, ``T`` or ``N`` = 0),
+            NaN/Inf (naming the problem), unknown method, keys of the wrong length, a bad
+            ``devices``. Each problem gets :func:`solve`'s checks of ``Y`` and ``A``; their
+            messages start with ``problem b of the batch:``.
         TypeError: an option the method does not take (listing the valid ones), ``key=`` given
             instead of ``keys=``.
     """
@@ -301,20 +343,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
             raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
     if "key" in options:
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
-    Y = S._finite_array(Y, "Y")
-    A = S._finite_array(A, "A")
-    if Y.ndim != 3:
-        raise ValueError(f"Y must be 3-D (B problems, M leads, T samples); got shape {Y.shape}.")
-    if A.ndim not in (2, 3):
-        raise ValueError(f"A must be (B, M, N) or a shared (M, N); got shape {A.shape}.")
-    if A.ndim == 3 and A.shape[0] != Y.shape[0]:
-        raise ValueError(f"Y holds {Y.shape[0]} problems but A holds {A.shape[0]}: give one A per problem or one shared (M, N).")
-    if A.shape[-2] != Y.shape[1]:
-        raise ValueError(f"Y has {Y.shape[1]} leads but A has {A.shape[-2]} rows: both must have M rows (leads).")
-    if Y.shape[0] < 1:
-        raise ValueError("Y holds no problems (B = 0).")
-    dtype = jnp.result_type(Y, A, float)
-    Y, A = Y.astype(dtype), A.astype(dtype)
+    Y, A = _validate_batch(Y, A)
     n_problems = Y.shape[0]
     if keys is not None:
         keys = list(keys)
