@@ -241,6 +241,11 @@ BAD_INPUTS = [
     pytest.param(lambda: metrics.activation_times(jnp.ones((3, 4)), 0.0), ValueError, "dt must be positive", id="metric-dt-zero"),
     pytest.param(lambda: metrics.activation_times(jnp.ones((3, 4)), method="peak"), ValueError, "method must be", id="metric-unknown-method"),
     pytest.param(lambda: metrics.correlation(jnp.ones((3, 4)), jnp.ones((3, 4)), axis="nodes"), ValueError, "axis must be", id="metric-unknown-axis"),
+    # ---- solve_batch: solve()'s checks for every problem, naming it; checkpoint folders
+    pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.zeros((2, 12, 0)), _problem()[1], method="tikhonov-0"), ValueError, "problem 0 of the batch: Y \\(12, 0\\) .* must be non-empty", id="batch-Y-no-samples"),
+    pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.zeros((2, 0, 6)), np.zeros((0, 20)), method="tikhonov-2", laplacian=_problem()[2]), ValueError, "problem 0 of the batch: .* must be non-empty", id="batch-no-leads"),
+    pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.stack([_problem()[0], _with(_problem()[0], (3, 2), np.nan)]), _problem()[1], method="tikhonov-0"), ValueError, "problem 1 of the batch: Y contains NaN", id="batch-Y-nan-names-problem"),
+    pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], init="random", steps=2, chunk=1, progress=False, checkpoint_dir=__file__), ValueError, "checkpoint_dir .*test_reliability.py is an existing file", id="solve-checkpoint-dir-is-a-file"),
 ]
 
 
