@@ -139,7 +139,7 @@ def test_simulate_input_errors():
         simulate(L, jnp.zeros(m.n_vertices), dt=0.0)
     with pytest.raises(ValueError, match="scheme"):
         simulate(L, jnp.zeros(m.n_vertices), scheme="rk9")
-    with pytest.warns(UserWarning, match="stability"):
+    with pytest.warns(UserWarning, match="stability"), pytest.warns(UserWarning, match="reaction terms"):
         simulate(L, jnp.zeros(m.n_vertices), dt=50.0, n_samples=3, substeps=1)
 
 
@@ -182,3 +182,21 @@ def test_pacing_search_and_shooting_refuse_a_mesh_in_metres():
         with pytest.warns(UserWarning, match="spacing of about 0.006 mm"):
             with pytest.raises(ValueError, match=r"(?s)spacing of about 0.006 mm.*mesh.scaled\(1000\)"):
                 fit(Y, A, L, vertices=m.vertices, adjacency=m.adjacency)
+
+
+def test_too_long_substep_warns_about_the_reaction_and_divergence_raises():
+    """On a coarse mesh diffusion is stable at h = 1, but the stiff reaction terms blow up: that
+    used to return Inf/NaN without a word."""
+    m = icosphere(1, 30.0)  # ~17 mm spacing: diffusion limit ~6 AP units
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    u0 = jnp.zeros(m.n_vertices).at[0].set(1.0)
+    with pytest.warns(UserWarning, match="reaction terms") as record:
+        with pytest.raises(ValueError, match=r"diverged.*sub-step h=1 .*use substeps >= 50"):
+            simulate(L, u0, dt=1.0, n_samples=100, substeps=1)
+    assert not any("beyond the diffusion stability" in str(w.message) for w in record)
+    # a moderately long sub-step is warned about but runs
+    with pytest.warns(UserWarning, match="reaction terms"):
+        U, V = simulate(L, u0, dt=0.5, n_samples=20, substeps=1)
+    assert bool(jnp.all(jnp.isfinite(U)))
+    U, _ = simulate(L, u0, dt=1.0, n_samples=100)  # the default rule: finite
+    assert bool(jnp.all(jnp.isfinite(U)))

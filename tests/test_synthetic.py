@@ -90,3 +90,11 @@ def test_make_case_refuses_a_mesh_in_metres():
     with pytest.warns(UserWarning, match="spacing of about 0.006 mm"):
         with pytest.raises(ValueError, match=r"(?s)sub-steps per output sample.*about 0.006 mm.*mesh.scaled\(1000\)"):
             make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), lap, [0], n_samples=3)
+
+
+def test_make_case_reports_a_diverged_simulation_not_nan_data():
+    mesh = geometry.icosphere(1, 30.0)
+    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
+    with pytest.warns(UserWarning, match="reaction terms"):
+        with pytest.raises(ValueError, match="explicit integration diverged.*substeps >= 50"):
+            make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), lap, [0], dt=1.0, n_samples=100, substeps=1)

@@ -88,8 +88,9 @@ def make_case(
     Raises:
         ValueError: a non-square Laplacian, ``A`` not ``(m, n)`` or not finite, pacing indices that
             are not integers in ``[0, n)``, and (from :func:`~ecgi_jax.ep.simulate` /
-            :func:`~ecgi_jax.forward.add_noise`) non-positive ``dt``, ``n_samples < 2`` or a
-            negative / non-finite ``sigma``.
+            :func:`~ecgi_jax.forward.add_noise`) non-positive ``dt``, ``n_samples < 2``, a
+            negative / non-finite ``sigma``, a Laplacian in the wrong units (mesh in metres) and a
+            simulation that diverged (``substeps`` too few) — reported as such, not as NaN data.
     """
     dtype = dtype or jnp.result_type(float)
     A = jnp.asarray(A, dtype)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from .._types import all_finite
+from .._types import all_finite, is_concrete
 from ..operators._sparse import SparseOperator
 from ._aliev_panfilov import APParams, ap_rhs
 
@@ -42,6 +42,14 @@ MAX_SUBSTEPS = 10_000
 
 #: Range of implied mesh spacings (mm) outside of which a UserWarning is given.
 PLAUSIBLE_SPACING_MM = (0.3, 20.0)
+
+#: The default rule's longest sub-step (accuracy of the stiff reaction terms, AP time units).
+MAX_SUBSTEP = 0.02
+
+#: A sub-step longer than this many times :data:`MAX_SUBSTEP` gets a warning: the reaction terms
+#: are then integrated inaccurately, and from a few times longer the explicit step can diverge
+#: (a beat on a coarse mesh: finite at h = 0.5, Inf at h = 1).
+REACTION_WARN_FACTOR = 10.0
 
 
 def _diagonal(laplacian) -> np.ndarray:
@@ -138,11 +146,11 @@ def _diffusion_limit(laplacian, D) -> float:
     return 0.9 * 2.0 / max(_max_rate(laplacian, D), 1e-30)
 
 
-def _required_substeps(laplacian, params: APParams, dt: float, max_substep: float = 0.02) -> int:
+def _required_substeps(laplacian, params: APParams, dt: float, max_substep: float = MAX_SUBSTEP) -> int:
     return max(1, math.ceil(dt / min(max_substep, _diffusion_limit(laplacian, params.D)) - 1e-9))
 
 
-def _checked_substeps(laplacian, params: APParams, dt: float, max_substep: float = 0.02) -> int:
+def _checked_substeps(laplacian, params: APParams, dt: float, max_substep: float = MAX_SUBSTEP) -> int:
     """:func:`stable_substeps` (the one host-side check shared with :func:`simulate`)."""
     _check_scale(laplacian)
     count = _required_substeps(laplacian, params, dt, max_substep)
@@ -225,7 +233,9 @@ def simulate(
         substeps: forward-Euler steps per output interval. Default: :func:`stable_substeps`
             (sub-step ≤ 0.02 and within the diffusion stability limit). A value above the
             stability limit is used as given, with a warning. More than :data:`MAX_SUBSTEPS`
-            (requested or needed) is refused: it means a Laplacian in the wrong units.
+            (requested or needed) is refused: it means a Laplacian in the wrong units. A sub-step
+            over 10 × 0.02 (the reaction terms' accuracy limit) is warned about, and a run that
+            diverges (NaN/Inf) raises instead of returning NaN.
         stimulus: optional pacing current (:class:`Stimulus`).
         scheme: ``"heun"`` (explicit second-order Runge–Kutta, default) or ``"euler"`` (forward
             Euler, first order: at the default sub-step its wavefronts run a few % off).
@@ -236,7 +246,9 @@ def simulate(
     Raises:
         ValueError: bad shapes or values, and a Laplacian whose scale implies a mesh in the wrong
             units (a mesh in metres needs ~10⁵ sub-steps per sample; the message gives the implied
-            spacing and the fix). A UserWarning flags an implied spacing outside 0.3–20 mm.
+            spacing and the fix); an integration that diverged (NaN/Inf: sub-step too long), with
+            the sub-step count that is stable. A UserWarning flags an implied spacing outside
+            0.3–20 mm and a sub-step beyond the diffusion or reaction limits.
 
     The integration is one jitted ``lax.scan`` (outer: output samples; inner: sub-steps), with
     the Laplacian and parameters as arguments, so it vmaps over pacing sites or parameters and is
@@ -272,10 +284,19 @@ def simulate(
         raise ValueError(f"substeps must be an integer >= 1; got {substeps!r}.")
     else:
         _check_substep_count(int(substeps), laplacian, dt, requested=True)
-    if dt / substeps > _diffusion_limit(laplacian, params.D):
+    h = float(dt) / int(substeps)
+    if h > _diffusion_limit(laplacian, params.D):
         warnings.warn(
-            f"substeps={substeps} gives a sub-step {dt / substeps:.3g} beyond the diffusion stability "
+            f"substeps={substeps} gives a sub-step {h:.3g} beyond the diffusion stability "
             f"limit of forward Euler; the run may blow up (stable choice: substeps >= {auto}).",
+            stacklevel=2,
+        )
+    if h > REACTION_WARN_FACTOR * MAX_SUBSTEP:
+        warnings.warn(
+            f"substeps={substeps} gives a sub-step {h:.3g}, more than {REACTION_WARN_FACTOR:g} times the "
+            f"default rule's {MAX_SUBSTEP:g}: the stiff Aliev-Panfilov reaction terms are integrated "
+            "inaccurately at that step and the explicit scheme may diverge even where diffusion is "
+            f"stable (accurate choice: substeps >= {auto}).",
             stacklevel=2,
         )
     params = jax.tree.map(lambda x: jnp.asarray(x, u0.dtype), params)
@@ -283,7 +304,19 @@ def simulate(
         laplacian = laplacian.astype(u0.dtype)
     else:
         laplacian = jnp.asarray(laplacian, u0.dtype)
-    return _simulate(
+    U, V = _simulate(
         laplacian, params, u0, v0, stimulus, jnp.asarray(dt, u0.dtype), n_samples=int(n_samples), substeps=int(substeps),
         scheme=scheme,
     )
+    if is_concrete(U) and not bool(jnp.all(jnp.isfinite(U)) & jnp.all(jnp.isfinite(V))):
+        advice = (
+            f"use substeps >= {auto} (the default rule: sub-step <= {float(dt) / auto:.3g})"
+            if substeps < auto
+            else "it diverged even at the default rule's sub-step: check the parameters, the "
+            f"stimulus amplitude and the Laplacian, or try substeps >= {4 * int(substeps)}"
+        )
+        raise ValueError(
+            f"the explicit integration diverged (U/V reached NaN/Inf): sub-step h={h:.3g} "
+            f"(dt={float(dt):g}, substeps={substeps}); {advice}."
+        )
+    return U, V
