@@ -200,3 +200,22 @@ def test_too_long_substep_warns_about_the_reaction_and_divergence_raises():
     assert bool(jnp.all(jnp.isfinite(U)))
     U, _ = simulate(L, u0, dt=1.0, n_samples=100)  # the default rule: finite
     assert bool(jnp.all(jnp.isfinite(U)))
+
+
+def test_graph_laplacian_sign_convention_is_refused():
+    """scipy.sparse.csgraph.laplacian / networkx give D − W (positive diagonal): with it the model
+    simulated anti-diffusion."""
+    import scipy.sparse.csgraph as csgraph
+
+    m = icosphere(2, 20.0)
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    u0 = jnp.zeros(m.n_vertices).at[0].set(1.0)
+    flipped = SparseOperator(L.rows, L.cols, -L.weights, L.shape)
+    for bad in (flipped, -L.todense(), SparseOperator.from_scipy(csgraph.laplacian((L.to_scipy() != 0).astype(float)))):
+        with pytest.raises(ValueError, match=r"(?s)D - W.*scipy.sparse.csgraph.laplacian and networkx.*negate it"):
+            simulate(bad, u0, n_samples=3)
+    with pytest.raises(ValueError, match="positive diagonal"):
+        stable_substeps(flipped, APParams(), 0.1)
+    shifted = np.asarray(L.todense()) + 2 * np.eye(m.n_vertices) * float(-L.todense()[0, 0])
+    with pytest.raises(ValueError, match="positive diagonal entries.*non-positive diagonal"):
+        simulate(shifted, u0, n_samples=3)

@@ -98,3 +98,10 @@ def test_make_case_reports_a_diverged_simulation_not_nan_data():
     with pytest.warns(UserWarning, match="reaction terms"):
         with pytest.raises(ValueError, match="explicit integration diverged.*substeps >= 50"):
             make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), lap, [0], dt=1.0, n_samples=100, substeps=1)
+
+
+def test_make_case_refuses_the_d_minus_w_sign_convention(small_heart):
+    mesh, lap = small_heart
+    flipped = operators.SparseOperator(lap.rows, lap.cols, -lap.weights, lap.shape)
+    with pytest.raises(ValueError, match="D - W.*negate it"):
+        make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), flipped, [0], n_samples=3)

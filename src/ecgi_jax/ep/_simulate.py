@@ -64,6 +64,38 @@ def _diagonal(laplacian) -> np.ndarray:
     return np.asarray(np.diag(np.asarray(laplacian)), np.float64)
 
 
+def _row_sums(laplacian) -> np.ndarray:
+    if isinstance(laplacian, SparseOperator):
+        return np.bincount(np.asarray(laplacian.rows), weights=np.asarray(laplacian.weights, np.float64),
+                           minlength=laplacian.shape[0])
+    if sp.issparse(laplacian):
+        return np.asarray(laplacian.sum(axis=1), np.float64).ravel()
+    return np.asarray(laplacian, np.float64).sum(axis=1)
+
+
+def _check_sign(laplacian) -> None:
+    """Refuse a Laplacian with a positive diagonal (the ``D − W`` convention: anti-diffusion)."""
+    diag = _diagonal(laplacian)
+    if not np.any(diag > 0):
+        return
+    rows = _row_sums(laplacian)
+    scale = max(float(np.max(np.abs(diag))), 1e-300)
+    if np.all(diag >= 0) and np.all(np.abs(rows) <= 1e-4 * scale):
+        raise ValueError(
+            "laplacian has a positive diagonal and rows summing to zero: it is the graph Laplacian "
+            "D - W (the convention of scipy.sparse.csgraph.laplacian and networkx), the negative of "
+            "the surface Laplacian the AP model needs (W - D, negative semi-definite); with it the "
+            "model would simulate anti-diffusion. Pass -laplacian (negate it)."
+        )
+    raise ValueError(
+        f"laplacian has {int(np.sum(diag > 0))} positive diagonal entries: the AP model needs a "
+        "negative semi-definite surface Laplacian (W - D, non-positive diagonal, rows summing to "
+        "zero), e.g. operators.huiskamp_laplacian or operators.cotangent_laplacian; negate a "
+        "'D - W' Laplacian."
+    )
+
+
+
 def _implied_spacing(laplacian) -> float | None:
     """Typical mesh spacing (in the mesh's length unit) implied by a Laplacian's diagonal.
 
@@ -152,6 +184,7 @@ def _required_substeps(laplacian, params: APParams, dt: float, max_substep: floa
 
 def _checked_substeps(laplacian, params: APParams, dt: float, max_substep: float = MAX_SUBSTEP) -> int:
     """:func:`stable_substeps` (the one host-side check shared with :func:`simulate`)."""
+    _check_sign(laplacian)
     _check_scale(laplacian)
     count = _required_substeps(laplacian, params, dt, max_substep)
     _check_substep_count(count, laplacian, dt)
@@ -168,7 +201,8 @@ def stable_substeps(laplacian, params: APParams, dt: float, max_substep: float =
     Raises:
         ValueError: more than :data:`MAX_SUBSTEPS` sub-steps per sample would be needed — a
             Laplacian in the wrong units (mesh in metres: scale the vertices to mm); the message
-            gives the mesh spacing the Laplacian implies.
+            gives the mesh spacing the Laplacian implies. A Laplacian with a positive diagonal
+            (the ``D − W`` convention of scipy.sparse.csgraph and networkx: negate it).
 
     Warns (``UserWarning``) when that implied spacing lies outside 0.3–20 mm.
     """
@@ -224,7 +258,9 @@ def simulate(
 
     Args:
         laplacian: the surface Laplacian, a :class:`~ecgi_jax.operators.SparseOperator` or a dense
-            ``(n, n)`` array (units 1/mm² to go with ``D`` in mm²/AP time).
+            ``(n, n)`` array (units 1/mm² to go with ``D`` in mm²/AP time), with the sign of Δ:
+            non-positive diagonal, rows summing to zero (``W − D``; a ``D − W`` graph Laplacian
+            is refused: negate it).
         u0: initial u ``(n,)`` — e.g. 1 at the pacing node(s), 0 elsewhere.
         v0: initial v ``(n,)`` (default zeros).
         params: :class:`APParams`.
