@@ -18,7 +18,9 @@ shape, which EAND-ARN's template start assumes). Noise ``snr20`` is 20 dB SNR; t
 and seeds 10, 11; the defaults EAND-ARN's start was set on (its template's penalty weights) were
 chosen on sites 50 and 300 with seeds 1 and 2, which this study never uses.
 
-Methods, each with its defaults: ``tikhonov-2`` (GCV), ``spatiotemporal``, ``greensite``,
+Methods, each with its defaults: ``tikhonov-2`` (GCV), ``spatiotemporal``, ``greensite``
+(the classical methods the headline table compares against), ``tikhonov-2-lcurve`` (a reference:
+the default GCV rule fails under correlated noise and bad leads, the L-curve does not),
 ``ap-shooting``, ``eand-arn`` (``solve(method="eand-arn")``; its start alone is scored as
 ``eand-arn:start``), ``eand-arn-shooting`` (the previous default start, ``start="shooting"``),
 ``hybrid`` and ``pdl``. Metrics: RE, CC (mean time-course correlation), activation-time MAE
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from noise_study import meta  # noqa: E402  (one definition of what a run records)
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("tikhonov-2", "spatiotemporal", "greensite", "ap-shooting", "eand-arn", "eand-arn-shooting", "hybrid", "pdl")
+METHODS = ("tikhonov-2", "spatiotemporal", "greensite", "tikhonov-2-lcurve", "ap-shooting", "eand-arn", "eand-arn-shooting", "hybrid", "pdl")
 CLASSICAL = ("tikhonov-2", "spatiotemporal", "greensite")
 SCENARIOS = {
     "plain": {},
@@ -74,6 +76,8 @@ def run_method(method, case, key):
         return solve(case.Y, case.A, method="spatiotemporal", laplacian=case.laplacian, dt=case.dt)
     if method == "greensite":
         return solve(case.Y, case.A, method="greensite", laplacian=case.laplacian)
+    if method == "tikhonov-2-lcurve":
+        return solve(case.Y, case.A, method="tikhonov-2", laplacian=case.laplacian, lambda_rule="lcurve")
     if method == "ap-shooting":
         return solve(case.Y, case.A, method="ap-shooting", **common)
     if method == "eand-arn":

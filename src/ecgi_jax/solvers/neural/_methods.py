@@ -219,9 +219,10 @@ register_method(
     "eand-arn",
     solve_eand_arn,
     "EAND-ARN: adaptive ResNet (u, v) trained on data fit + Aliev–Panfilov residual with 5-point "
-    "finite-difference ∂/∂t and mesh-Laplacian Δ; starts from the best-fitting AP beat — single-site "
-    "pacing search or shooting with fitted D (`start=\"auto\"`, shooting needs `vertices`) — or a "
-    "Tikhonov map. Needs `laplacian`, `dt`.",
+    "finite-difference ∂/∂t and mesh-Laplacian Δ; starts from the best-fitting of the single-site AP "
+    "beat, the shooting beat with fitted D and a (needs `vertices`) and their waveform-template refinement "
+    "(one learned action potential shifted by per-node activation times), by Akaike's criterion "
+    "(`start=\"auto\"`), or a Tikhonov map. Needs `laplacian`, `dt`.",
 )
 register_method(
     "pdl",
