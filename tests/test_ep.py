@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from ecgi_jax.datasets import load_pdl
 from ecgi_jax.ep import APParams, Stimulus, ap_residual, ap_rhs, simulate, stable_substeps
@@ -219,3 +220,16 @@ def test_graph_laplacian_sign_convention_is_refused():
     shifted = np.asarray(L.todense()) + 2 * np.eye(m.n_vertices) * float(-L.todense()[0, 0])
     with pytest.raises(ValueError, match="positive diagonal entries.*non-positive diagonal"):
         simulate(shifted, u0, n_samples=3)
+
+
+def test_simulate_accepts_a_scipy_sparse_laplacian():
+    """What the P-DL .mat gives: it failed with "ufunc 'isfinite' not supported"."""
+    m = icosphere(2, 20.0)
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    u0 = jnp.zeros(m.n_vertices).at[0].set(1.0)
+    ref, _ = simulate(L, u0, n_samples=30)
+    for mat in (L.to_scipy(), L.to_scipy().tocoo(), sp.csc_array(L.to_scipy())):
+        U, _ = simulate(mat, u0, n_samples=30)
+        np.testing.assert_allclose(U, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="laplacian has shape"):
+        simulate(L.to_scipy()[:-1], u0)

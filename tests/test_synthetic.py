@@ -105,3 +105,11 @@ def test_make_case_refuses_the_d_minus_w_sign_convention(small_heart):
     flipped = operators.SparseOperator(lap.rows, lap.cols, -lap.weights, lap.shape)
     with pytest.raises(ValueError, match="D - W.*negate it"):
         make_case(jax.random.key(0), np.ones((4, mesh.n_vertices)), flipped, [0], n_samples=3)
+
+
+def test_make_case_accepts_a_scipy_sparse_laplacian(small_heart):
+    mesh, lap = small_heart
+    A = np.ones((4, mesh.n_vertices)) / mesh.n_vertices
+    ref = make_case(jax.random.key(0), A, lap, [0], n_samples=20)
+    case = make_case(jax.random.key(0), A, lap.to_scipy(), [0], n_samples=20)
+    np.testing.assert_allclose(case.U, ref.U, rtol=1e-5, atol=1e-6)

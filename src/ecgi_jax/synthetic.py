@@ -15,7 +15,6 @@ import numpy as np
 from ._types import all_finite
 from .ep import APParams, simulate
 from .forward import add_noise
-from .operators import SparseOperator
 
 __all__ = ["SyntheticCase", "pacing_nodes", "make_case"]
 
@@ -69,7 +68,7 @@ def pacing_nodes(adjacency, node: int, rings: int = 0) -> np.ndarray:
 def make_case(
     key: jax.Array,
     A,
-    laplacian: SparseOperator,
+    laplacian,
     pacing,
     *,
     sigma: float = 0.1,
@@ -81,6 +80,7 @@ def make_case(
 ) -> SyntheticCase:
     """Simulate an AP beat from ``pacing`` (node indices) and measure it through ``A`` with noise.
 
+    ``laplacian``: the heart's surface Laplacian ``(n, n)`` (SparseOperator, scipy.sparse or dense).
     ``u(0) = 1`` at the pacing nodes, ``v(0) = 0``; the beat is sampled every ``dt`` for
     ``n_samples`` samples. Body potentials ``Y = A U`` (float32 matmul at "highest" precision)
     plus white noise ``sigma·std(AU)·N(0,1)`` drawn with ``key``.
@@ -96,7 +96,7 @@ def make_case(
     A = jnp.asarray(A, dtype)
     if len(getattr(laplacian, "shape", ())) != 2 or laplacian.shape[0] != laplacian.shape[1]:
         raise ValueError(
-            f"laplacian must be a square (n, n) operator (SparseOperator or array); got shape "
+            f"laplacian must be a square (n, n) operator (SparseOperator, scipy.sparse or array); got shape "
             f"{getattr(laplacian, 'shape', None)}."
         )
     n = laplacian.shape[0]

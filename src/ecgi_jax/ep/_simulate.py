@@ -257,7 +257,8 @@ def simulate(
     """Integrate the Aliev–Panfilov model and return ``(U, V)``, each ``(n, n_samples)``.
 
     Args:
-        laplacian: the surface Laplacian, a :class:`~ecgi_jax.operators.SparseOperator` or a dense
+        laplacian: the surface Laplacian, a :class:`~ecgi_jax.operators.SparseOperator`, a
+            scipy.sparse matrix (converted with ``SparseOperator.from_scipy``) or a dense
             ``(n, n)`` array (units 1/mm² to go with ``D`` in mm²/AP time), with the sign of Δ:
             non-positive diagonal, rows summing to zero (``W − D``; a ``D − W`` graph Laplacian
             is refused: negate it).
@@ -297,6 +298,8 @@ def simulate(
     if u0.ndim != 1 or not jnp.issubdtype(u0.dtype, jnp.floating):
         raise ValueError(f"u0 must be a 1-D floating array (n,); got shape {u0.shape}, dtype {u0.dtype}.")
     n = u0.shape[0]
+    if sp.issparse(laplacian):  # e.g. the P-DL .mat's Laplacian
+        laplacian = SparseOperator.from_scipy(laplacian, u0.dtype)
     if tuple(laplacian.shape) != (n, n):
         raise ValueError(f"laplacian has shape {tuple(laplacian.shape)}; expected ({n}, {n}) for u0 of length {n}.")
     v0 = jnp.zeros_like(u0) if v0 is None else jnp.asarray(v0, u0.dtype)
