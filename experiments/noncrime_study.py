@@ -11,7 +11,9 @@ coarse heart (642 nodes), its own BEM matrix and Huiskamp's Laplacian, 352 leads
 dt = 0.1. Scenarios at each noise level: ``plain`` (no geometry error); at σ = 0.1 also ``shift``
 (true heart shifted 8 mm and rotated 8° against the model's), ``jitter`` (electrodes 8 mm off),
 ``noisy`` (spatially correlated noise, 60 mm correlation length, and 4 bad leads), ``ionic-fk``
-(Fenton–Karma truth) and ``apd-dispersion`` (APD ± 15 % from base to apex: the waveform is not one
+(Fenton–Karma truth: not run by default, its ~1 mm front blocks on the 3 mm truth mesh and the
+case generator refuses it; ``--n-heart`` small enough with a finer truth would be needed) and
+``apd-dispersion`` (APD ± 15 % from base to apex: the waveform is not one
 shape, which EAND-ARN's template start assumes). Noise ``snr20`` is 20 dB SNR; the others are σ relative to std(AY).
 
 **Held out.** Pacing sites are the ``--sites`` farthest-point samples of the heart (deterministic)
@@ -112,7 +114,7 @@ def main(argv=None):
     p.add_argument("--sites", type=int, default=3, help="number of farthest-point pacing sites")
     p.add_argument("--seeds", type=int, nargs="+", default=[10, 11])
     p.add_argument("--sigmas", nargs="+", default=["0.05", "0.1", "0.2", "snr20"])
-    p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    p.add_argument("--scenarios", nargs="+", default=[k for k in SCENARIOS if k != "ionic-fk"], choices=list(SCENARIOS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--quick", action="store_true", help="one geometry, one site, one seed, sigma 0.1, plain; classical + eand-arn")
     p.add_argument("--summarize", nargs="+", metavar="DIR", help="run nothing: merge the rows.jsonl of these folders into --out's tables")

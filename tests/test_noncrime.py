@@ -216,3 +216,9 @@ def test_apd_dispersion_makes_waveforms_differ(small_geo):
     np.testing.assert_allclose(np.argmax(U1 >= 0.5, axis=1), np.argmax(U0 >= 0.5, axis=1), atol=3)  # same activation
     with pytest.raises(ValueError, match="mitchell-schaeffer.* only"):
         noncrime.truth_beat(g, 17, ionic="fenton-karma", apd_dispersion=0.2)
+
+
+def test_a_beat_that_does_not_propagate_is_refused(small_geo):
+    # Fenton–Karma's ~1 mm front cannot travel on the truth's ~4 mm mesh: say so, never score it.
+    with pytest.raises(ValueError, match="failed to propagate"):
+        noncrime.make_noncrime_case(jax.random.key(0), small_geo, 5, ionic="fenton-karma", n_samples=200)

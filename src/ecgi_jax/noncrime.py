@@ -6,7 +6,9 @@ assumes that model. Here the truth differs from the inverse's model at every sta
 does:
 
 * **ionic model**: Mitchell–Schaeffer (default) or Fenton–Karma, calibrated to the AP model's
-  conduction velocity and APD (:mod:`ecgi_jax.ep._ionic`), with their own waveforms;
+  conduction velocity and APD (:mod:`ecgi_jax.ep._ionic`), with their own waveforms. Fenton–Karma's
+  upstroke front is ~1 mm wide: on the default truth mesh (~3 mm spacing) its wave blocks, and
+  :func:`make_noncrime_case` says so; it needs ``refine=2`` (~16× the inverse's nodes);
 * **heart mesh**: the truth lives on a nested refinement of the inverse's heart (~ 4× the nodes,
   new nodes on the smooth surface), with the **cotangent** Laplacian and a finer time step (the
   ionic model's own sub-step, 0.007 AP units or less, against the inverse's 0.02); the inverse gets
@@ -316,6 +318,13 @@ def make_noncrime_case(
         geometry, site, ionic=ionic, dt=dt, n_samples=n_samples, pacing_radius=pacing_radius,
         apd_dispersion=apd_dispersion, dtype=dtype,
     )
+    reached = float(jnp.mean(jnp.max(U_fine, axis=1) >= 0.5))
+    if reached < 0.5:
+        raise ValueError(
+            f"the {ionic} beat from site {site} reached only {reached:.0%} of the truth's heart within "
+            f"{n_samples} samples: the wave failed to propagate on this mesh (a front narrower than the "
+            f"mesh spacing blocks; Fenton–Karma's ~1 mm front needs refine >= 2) or the window is too short."
+        )
     Y_clean = jnp.matmul(jnp.asarray(A_truth, dtype), U_fine, precision=jax.lax.Precision.HIGHEST)
     k_noise, k_bad, k_bad_noise = jax.random.split(key, 3)
     positions = geometry.torso.vertices[geometry.electrodes]

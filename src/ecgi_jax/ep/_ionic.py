@@ -26,6 +26,9 @@ The waveforms differ from AP's, which is the point: Mitchell–Schaeffer's upstr
 (10→90 % in 0.4 AP units against 1.4), it peaks at 0.94 and its plateau decays monotonically;
 Fenton–Karma's upstroke is faster still (0.2) and its slow inward current lifts the plateau to
 u ≈ 1.19 (the published parameter set's own overshoot), a gain the AP model cannot produce.
+Fenton–Karma's front (upstroke × CV ≈ 1 mm) is narrower than a 3 mm mesh resolves: there the
+discrete wave fails to propagate (propagation failure of sharp fronts on coarse grids), where
+Mitchell–Schaeffer's (~2 mm) still conducts.
 
 References: Mitchell C.C., Schaeffer D.G., "A two-current model for the dynamics of cardiac
 membrane", Bull. Math. Biol. 65:767–793 (2003). Fenton F., Karma A., "Vortex dynamics in
