@@ -150,3 +150,35 @@ def test_huiskamp_rejects_isolated_nodes():
     ix = np.array([1, 0])
     with pytest.raises(ValueError, match="no neighbours"):
         huiskamp_laplacian(np.eye(3), (ip, ix))
+
+
+def test_neighbour_lists_are_accepted_as_adjacency():
+    """A list of per-node neighbour lists (what many mesh tools give) used to be refused."""
+    m = icosphere(2, radius=R)
+    indptr, indices = m.adjacency
+    lists = [indices[indptr[i] : indptr[i + 1]].tolist() for i in range(m.n_vertices)]
+    ref = huiskamp_laplacian(m.vertices, m.adjacency).to_scipy()
+    for adj in (lists, tuple(lists), [np.asarray(x) for x in lists]):
+        L = huiskamp_laplacian(m.vertices, adj).to_scipy()
+        assert abs(L - ref).max() == 0
+    np.testing.assert_array_equal(graph_laplacian(lists).to_scipy().toarray(), graph_laplacian(m.adjacency).to_scipy().toarray())
+    assert edge_gradient(m.vertices, lists).shape == edge_gradient(m.vertices, m.adjacency).shape
+    # two nodes: unambiguous (a CSR indptr starts at 0, node 0's list cannot contain 0)
+    L2 = graph_laplacian([[1], [0]]).to_scipy().toarray()
+    np.testing.assert_array_equal(L2, [[-1, 1], [1, -1]])
+
+
+def test_bad_neighbour_lists_say_what_to_pass():
+    m = icosphere(1)
+    indptr, indices = m.adjacency
+    lists = [indices[indptr[i] : indptr[i + 1]].tolist() for i in range(m.n_vertices)]
+    with pytest.raises(ValueError, match=r"CSR pair \(indptr, indices\).*per-node neighbour lists.*entry 3"):
+        huiskamp_laplacian(m.vertices, lists[:3] + [[0.5, 2.0]] + lists[4:])
+    with pytest.raises(ValueError, match="1-based indices"):
+        huiskamp_laplacian(m.vertices, [[j + 1 for j in x] for x in lists])
+    with pytest.raises(ValueError, match="adjacency describes 41 nodes but there are 42"):
+        huiskamp_laplacian(m.vertices, lists[:-1])
+    with pytest.raises(ValueError, match=r"must be CSR arrays \(indptr, indices\)"):  # a broken CSR pair stays a CSR error
+        huiskamp_laplacian(m.vertices, (indptr + 1, indices))
+    with pytest.raises(ValueError, match="adjacency_from_sparse"):
+        huiskamp_laplacian(m.vertices, sp.csr_matrix(np.eye(42)))

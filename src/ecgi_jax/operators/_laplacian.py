@@ -24,14 +24,78 @@ __all__ = [
 ]
 
 
-def _csr(adjacency, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Validated CSR adjacency ``(indptr, indices)``; ``n_vertices`` (if given) must match."""
+_ADJACENCY_FORMS = (
+    "adjacency must be either a CSR pair (indptr, indices) of integer arrays, e.g. mesh.adjacency, "
+    "or a sequence of per-node neighbour lists [[j, k, ...], ...] (one list of 0-based integer "
+    "node indices per node)"
+)
+
+
+def _looks_like_csr(parts) -> bool:
+    """A pair whose first part can be CSR row pointers (1-D, starting at 0). A neighbour-list form
+    never looks like that: node 0's list cannot contain 0 (a self-loop)."""
+    if len(parts) != 2:
+        return False
     try:
-        indptr, indices = (np.asarray(a) for a in adjacency)
+        first = np.asarray(parts[0])
     except (TypeError, ValueError):
-        raise ValueError(
-            "adjacency must be a pair (indptr, indices) of CSR arrays, e.g. mesh.adjacency."
-        ) from None
+        return False
+    return first.ndim == 1 and first.size > 0 and first.dtype != object and first[0] == 0
+
+
+def _neighbour_lists_to_csr(parts) -> tuple[np.ndarray, np.ndarray]:
+    rows = []
+    for i, nbrs in enumerate(parts):
+        try:
+            a = np.asarray(nbrs)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+            got = "" if a is None else f" (shape {a.shape}, dtype {a.dtype})"
+            raise ValueError(f"{_ADJACENCY_FORMS}; entry {i} is not a 1-D list of integers{got}.") from None
+        rows.append(a.astype(np.int64))
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return indptr, indices
+
+
+def _csr(adjacency, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validated CSR adjacency ``(indptr, indices)``; ``n_vertices`` (if given) must match.
+
+    Accepts a CSR pair ``(indptr, indices)`` or a sequence of per-node neighbour index lists
+    (converted to CSR, row ``i`` = the list of node ``i``). The two forms cannot be confused: a
+    pair is CSR when its first part starts at 0, which node 0's neighbour list cannot (no
+    self-loops).
+    """
+    if isinstance(adjacency, (str, bytes, dict)) or sp.issparse(adjacency):
+        hint = " (for a sparse matrix use operators.adjacency_from_sparse)" if sp.issparse(adjacency) else ""
+        raise ValueError(f"{_ADJACENCY_FORMS}; got {type(adjacency).__name__}{hint}.")
+    try:
+        parts = list(adjacency)
+    except TypeError:
+        raise ValueError(f"{_ADJACENCY_FORMS}; got {type(adjacency).__name__}.") from None
+    if _looks_like_csr(parts):
+        return _checked_csr(*parts, n_vertices)
+    try:
+        lists = _neighbour_lists_to_csr(parts)
+        return _checked_csr(*lists, n_vertices)
+    except ValueError as err:
+        if len(parts) != 2:
+            raise
+        # A pair that is not valid neighbour lists either: most likely a broken CSR pair (indptr
+        # not starting at 0, 1-based, ...): report the CSR problem.
+        try:
+            _checked_csr(*parts, n_vertices)
+        except ValueError as csr_err:
+            raise csr_err from None
+        raise err from None
+
+
+def _checked_csr(indptr, indices, n_vertices) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        indptr, indices = np.asarray(indptr), np.asarray(indices)
+    except (TypeError, ValueError):
+        raise ValueError(f"{_ADJACENCY_FORMS}.") from None
     for arr, name in ((indptr, "indptr"), (indices, "indices")):
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"adjacency {name} must be integers; got dtype {arr.dtype}.")
@@ -100,6 +164,9 @@ def huiskamp_laplacian(vertices, adjacency, dtype=None) -> SparseOperator:
     a consistent discretisation of Δ_S: under refinement of an icosphere its error on Y_1m grows
     (≈ 0.28, 0.52, 0.82, 1.21 relative at 162…10242 nodes) while the cotangent Laplacian's halves.
     Use it to reproduce the P-DL setting; prefer :func:`cotangent_laplacian` for new meshes.
+
+    ``adjacency``: the 1-ring as a CSR pair ``(indptr, indices)`` (``mesh.adjacency``) or as a
+    sequence of per-node neighbour index lists ``[[j, ...], ...]`` (0-based).
 
     Reference: Huiskamp G., "Difference formulas for the surface Laplacian on a triangulated
     surface", J. Comput. Phys. 95:477–496 (1991).
