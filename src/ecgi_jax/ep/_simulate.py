@@ -355,7 +355,7 @@ def simulate(
             f"stimulus amplitude and the Laplacian, or try substeps >= {4 * int(substeps)}"
         )
         raise ValueError(
-            f"the explicit integration diverged (U/V reached NaN/Inf): sub-step h={h:.3g} "
-            f"(dt={float(dt):g}, substeps={substeps}); {advice}."
+            f"the explicit integration diverged: sub-step h={h:.3g} (dt={float(dt):g}, "
+            f"substeps={substeps}) gave NaN/Inf in U/V; {advice}."
         )
     return U, V
