@@ -246,6 +246,14 @@ BAD_INPUTS = [
     pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.zeros((2, 0, 6)), np.zeros((0, 20)), method="tikhonov-2", laplacian=_problem()[2]), ValueError, "problem 0 of the batch: .* must be non-empty", id="batch-no-leads"),
     pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.stack([_problem()[0], _with(_problem()[0], (3, 2), np.nan)]), _problem()[1], method="tikhonov-0"), ValueError, "problem 1 of the batch: Y contains NaN", id="batch-Y-nan-names-problem"),
     pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], init="random", steps=2, chunk=1, progress=False, checkpoint_dir=__file__), ValueError, "checkpoint_dir .*test_reliability.py is an existing file", id="solve-checkpoint-dir-is-a-file"),
+    # ---- simulator: units slip, sign convention, divergence; neighbour-list adjacency (issue 20)
+    pytest.param(lambda: simulate(operators.huiskamp_laplacian(icosphere(2, 0.02).vertices, icosphere(2).adjacency), jnp.zeros(162)), ValueError, "spacing of about 0.006 mm.*mesh.scaled\\(1000\\)", id="sim-mesh-in-metres"),
+    pytest.param(lambda: make_case(jax.random.key(0), np.ones((4, 162)), operators.huiskamp_laplacian(icosphere(2, 0.02).vertices, icosphere(2).adjacency), [0], n_samples=3), ValueError, "spacing of about 0.006 mm.*millimetres", id="case-mesh-in-metres"),
+    pytest.param(lambda: solve(np.ones((4, 6)), np.ones((4, 162)), method="ap-shooting", laplacian=operators.huiskamp_laplacian(icosphere(2, 0.02).vertices, icosphere(2).adjacency), vertices=icosphere(2, 0.02).vertices, adjacency=icosphere(2).adjacency), ValueError, "sub-steps per output sample.*spacing of about 0.006 mm", id="shooting-mesh-in-metres"),
+    pytest.param(lambda: simulate(-_tiny_lap().todense(), jnp.zeros(42)), ValueError, "D - W .*negate it", id="sim-laplacian-d-minus-w"),
+    pytest.param(lambda: make_case(jax.random.key(0), np.ones((4, 42)), -_tiny_lap().todense(), [0], n_samples=3), ValueError, "D - W .*negate it", id="case-laplacian-d-minus-w"),
+    pytest.param(lambda: simulate(operators.huiskamp_laplacian(icosphere(1, 30.0).vertices, icosphere(1).adjacency), jnp.zeros(42).at[0].set(1.0), dt=1.0, n_samples=100, substeps=1), ValueError, "explicit integration diverged: sub-step h=1 .*substeps >= 50", id="sim-diverged"),
+    pytest.param(lambda: operators.huiskamp_laplacian(icosphere(1).vertices, [[1.5, 2.0]] * 42), ValueError, "per-node neighbour lists .*entry 0", id="lap-neighbour-list-floats"),
 ]
 
 
