@@ -29,8 +29,8 @@ __all__ = ["TemplateFit", "template_potentials", "initial_waveform", "fit_templa
 
 class TemplateFit(NamedTuple):
     """Result of :func:`fit_template`: potentials ``U (n, t)``, activation times ``tau (n,)``,
-    the waveform on its knots ``lags (K,)``, ``waveform (K,)``, the relative misfit and the loss
-    after each L-BFGS iteration."""
+    the waveform on its knots ``lags (K,)``, ``waveform (K,)``, the relative misfit, the loss
+    after each L-BFGS iteration and the per-node ``log_stretch`` (``None`` without ``stretch``)."""
 
     U: jax.Array
     tau: jax.Array
@@ -38,12 +38,17 @@ class TemplateFit(NamedTuple):
     waveform: jax.Array
     misfit: jax.Array
     losses: jax.Array
+    log_stretch: jax.Array | None = None
 
 
-def template_potentials(tau, waveform, t, s0, h):
-    """``U[i, j] = f(t_j − tau_i)`` with ``f`` linear between knots ``s0 + k·h`` (clamped outside)."""
+def template_potentials(tau, waveform, t, s0, h, log_stretch=None):
+    """``U[i, j] = f((t_j − tau_i) / exp(log_stretch_i))`` with ``f`` linear between knots
+    ``s0 + k·h`` (clamped outside); ``log_stretch=None``: no stretch, ``f(t_j − tau_i)``."""
     K = waveform.shape[0]
-    s = (t[None, :] - tau[:, None] - s0) / h
+    lag = t[None, :] - tau[:, None]
+    if log_stretch is not None:
+        lag = lag * jnp.exp(-log_stretch)[:, None]
+    s = (lag - s0) / h
     i0 = jnp.clip(jnp.floor(s), 0, K - 2).astype(jnp.int32)
     w = jnp.clip(s - i0, 0.0, 1.0)
     return waveform[i0] * (1.0 - w) + waveform[i0 + 1] * w
@@ -66,22 +71,29 @@ def initial_waveform(U0, tau0, t, s0, h, K) -> np.ndarray:
 
 
 def _loss(params, Y, A, L, t, s0, h, lam, mu, y2):
-    tau, f = params
-    U = template_potentials(tau, f, t, s0, h)
+    tau, f, log_stretch = params
+    U = template_potentials(tau, f, t, s0, h, log_stretch)
     r = Y - jnp.matmul(A, U, precision="highest")
     d2 = f[2:] - 2.0 * f[1:-1] + f[:-2]
-    smooth = lam * jnp.sum(jnp.matmul(L, tau, precision="highest") ** 2) / tau.shape[0]
+    n = tau.shape[0]
+    smooth = lam * jnp.sum(jnp.matmul(L, tau, precision="highest") ** 2) / n
+    if log_stretch is not None:
+        # Smooth in space like the times, and near 1 (the mean stretch trades off against f's).
+        smooth += lam * jnp.sum(jnp.matmul(L, log_stretch, precision="highest") ** 2) / n + mu * jnp.mean(log_stretch**2)
     return jnp.sum(r**2) / y2 + mu * jnp.sum(d2**2) + smooth
 
 
-@partial(jax.jit, static_argnames=("steps",))
-def fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300) -> TemplateFit:
+@partial(jax.jit, static_argnames=("steps", "stretch"))
+def fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300, stretch: bool = False) -> TemplateFit:
     """Fit ``tau`` and ``f`` jointly by ``steps`` L-BFGS iterations (module docstring).
 
     Args:
         Y ``(m, t)``, A ``(m, n)``; L: ``(k, n)`` dense regulariser on ``tau``; t ``(t,)`` sample
         times; tau0 ``(n,)``, f0 ``(K,)`` starts; s0, h: first knot and knot spacing; lam, mu:
         penalty weights (above). Jittable; vmaps over problems of equal shapes.
+        stretch: also fit a per-node time stretch of the waveform (``log_stretch``, penalised like
+            ``tau`` plus ``mu·mean(log_stretch²)``), for hearts whose action potential duration
+            varies in space; the result's ``U`` uses it, ``TemplateFit.log_stretch`` holds it.
     """
     y2 = jnp.sum(Y**2)
     fun = lambda p: _loss(p, Y, A, L, t, s0, h, lam, mu, y2)  # noqa: E731
@@ -94,10 +106,10 @@ def fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300) -> T
         updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=fun)
         return (optax.apply_updates(params, updates), state), value
 
-    params = (tau0, f0)
+    params = (tau0, f0, jnp.zeros_like(tau0) if stretch else None)
     (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-    tau, f = params
-    U = template_potentials(tau, f, t, s0, h)
+    tau, f, log_stretch = params
+    U = template_potentials(tau, f, t, s0, h, log_stretch)
     misfit = jnp.sum((Y - jnp.matmul(A, U, precision="highest")) ** 2) / y2
     lags = s0 + h * jnp.arange(f.shape[0], dtype=f.dtype)
-    return TemplateFit(U, tau, lags, f, misfit, losses)
+    return TemplateFit(U, tau, lags, f, misfit, losses, log_stretch)
