@@ -117,11 +117,17 @@ def main(argv=None):
     p.add_argument("--scenarios", nargs="+", default=[k for k in SCENARIOS if k != "ionic-fk"], choices=list(SCENARIOS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--quick", action="store_true", help="one geometry, one site, one seed, sigma 0.1, plain; classical + eand-arn")
-    p.add_argument("--summarize", nargs="+", metavar="DIR", help="run nothing: merge the rows.jsonl of these folders into --out's tables")
+    p.add_argument("--summarize", nargs="+", metavar="DIR",
+                   help="run nothing: merge the rows.jsonl of these folders (later ones replace earlier rows of the same case and method) into --out's tables")
     args = p.parse_args(argv)
     if args.summarize:
-        rows = [json.loads(line) for d in args.summarize for line in (Path(d) / "rows.jsonl").read_text().splitlines()]
-        return write_tables(Path(args.out), rows, dict(meta(args), merged_from=args.summarize))
+        # A later folder's row replaces an earlier one of the same case and method (a re-run).
+        merged = {}
+        for d in args.summarize:
+            for line in (Path(d) / "rows.jsonl").read_text().splitlines():
+                r = json.loads(line)
+                merged[tuple(r[k] for k in ("geometry", "scenario", "noise", "site", "seed", "method"))] = dict(r, run=str(d))
+        return write_tables(Path(args.out), list(merged.values()), dict(meta(args), merged_from=args.summarize))
     if args.quick:
         args.geometries, args.sites, args.seeds, args.sigmas = args.geometries[:1], 1, args.seeds[:1], ["0.1"]
         args.scenarios, args.methods = ["plain"], [m for m in args.methods if m in CLASSICAL + ("eand-arn",)]
