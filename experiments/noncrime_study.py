@@ -119,6 +119,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="one geometry, one site, one seed, sigma 0.1, plain; classical + eand-arn")
     p.add_argument("--summarize", nargs="+", metavar="DIR",
                    help="run nothing: merge the rows.jsonl of these folders (later ones replace earlier rows of the same case and method) into --out's tables")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="SCENARIO", help="with --summarize: leave these scenarios out")
     args = p.parse_args(argv)
     if args.summarize:
         # A later folder's row replaces an earlier one of the same case and method (a re-run).
@@ -126,6 +127,8 @@ def main(argv=None):
         for d in args.summarize:
             for line in (Path(d) / "rows.jsonl").read_text().splitlines():
                 r = json.loads(line)
+                if r["scenario"] in args.exclude:
+                    continue
                 merged[tuple(r[k] for k in ("geometry", "scenario", "noise", "site", "seed", "method"))] = dict(r, run=str(d))
         return write_tables(Path(args.out), list(merged.values()), dict(meta(args), merged_from=args.summarize))
     if args.quick:
@@ -165,7 +168,9 @@ def main(argv=None):
                             base = dict(geometry=shape, scenario=scenario, noise=level, site=site, seed=seed)
                             new = [dict(base, method=method, **score(sol.U, case), time_s=round(elapsed, 1))]
                             if method.startswith("eand-arn") and "start_potentials" in sol.diagnostics:
-                                new[0]["start"] = sol.diagnostics.get("start")
+                                d = sol.diagnostics
+                                new[0].update(start=d.get("start"), template_stretch=d.get("template_stretch"),
+                                              start_misfits=d.get("start_misfits"), stopped=d.get("stopped"))
                                 new.append(dict(base, method=f"{method}:start", **score(sol.diagnostics["start_potentials"], case),
                                                 time_s=None, start=sol.diagnostics.get("start")))
                             with open(log, "a") as fh:
