@@ -39,7 +39,7 @@ Beeler–Reuter parameter set, Table 1).
 from __future__ import annotations
 
 import dataclasses
-import math
+import warnings
 from functools import partial
 
 import jax
@@ -49,6 +49,7 @@ import scipy.sparse as sp
 
 from ..operators._sparse import SparseOperator
 from ._aliev_panfilov import APParams, ap_rhs
+from ._simulate import _check_sign, _checked_substeps
 
 __all__ = [
     "AlievPanfilov", "MitchellSchaeffer", "FentonKarma", "IONIC_MODELS", "simulate_ionic", "cable_properties",
@@ -171,12 +172,6 @@ class FentonKarma:
 IONIC_MODELS = {"aliev-panfilov": AlievPanfilov, "mitchell-schaeffer": MitchellSchaeffer, "fenton-karma": FentonKarma}
 
 
-def _diagonal(laplacian) -> np.ndarray:
-    if isinstance(laplacian, SparseOperator):
-        return np.asarray(laplacian.to_scipy().diagonal())
-    return np.asarray(laplacian.diagonal() if sp.issparse(laplacian) else np.diag(np.asarray(laplacian)))
-
-
 @partial(jax.jit, static_argnames=("n_samples", "substeps"))
 def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int):
     h = dt / substeps
@@ -213,19 +208,15 @@ def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int
             (``max_substep``) and 90 % of the diffusion stability limit.
 
     Raises:
-        ValueError: a Laplacian of the wrong shape or with a positive diagonal (the ``D − W``
-            sign convention), no excited node, ``dt`` or ``n_samples`` out of range.
+        ValueError: a Laplacian of the wrong shape, with a positive diagonal (the ``D − W``
+            sign convention) or in the wrong units (the AP simulator's checks), no excited node,
+            ``dt`` or ``n_samples`` out of range.
     """
     dtype = dtype or jnp.result_type(float)
     n = laplacian.shape[0]
     if tuple(laplacian.shape) != (n, n):
         raise ValueError(f"laplacian must be square (n, n); got shape {tuple(laplacian.shape)}.")
-    diag = _diagonal(laplacian)
-    if np.any(diag > 0):
-        raise ValueError(
-            "laplacian has positive diagonal entries: pass the negative semi-definite Laplacian "
-            "(W − D; negate a scipy.sparse.csgraph / networkx 'D − W' Laplacian)."
-        )
+    _check_sign(laplacian)
     mask = np.zeros(n, bool)
     excited = np.asarray(excited)
     if excited.dtype == bool:
@@ -238,9 +229,9 @@ def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int
         raise ValueError("excited selects no node: give at least one node to start the beat from.")
     if not (np.isfinite(dt) and dt > 0) or int(n_samples) < 2:
         raise ValueError(f"dt must be positive and n_samples >= 2; got dt={dt!r}, n_samples={n_samples!r}.")
-    limit = 0.9 * 2.0 / max(2.0 * float(np.max(np.abs(np.asarray(model.D) * diag))), 1e-30)
     if substeps is None:
-        substeps = max(1, math.ceil(dt / min(model.max_substep, limit) - 1e-9))
+        # The AP simulator's rule and checks (units, sign), with the model's own reaction limit.
+        substeps = _checked_substeps(laplacian, model, dt, model.max_substep)
     lap = laplacian.astype(dtype) if isinstance(laplacian, SparseOperator) else SparseOperator.from_scipy(sp.csr_matrix(laplacian), dtype)
     model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
     state0 = model.excite(model.rest(n, dtype), jnp.asarray(mask))
@@ -259,7 +250,10 @@ def cable_properties(model, *, spacing: float = 0.25, length: float = 100.0, dt:
     main[[0, -1]] = -1.0  # no-flux ends
     lap = sp.diags([np.ones(n - 1), main, np.ones(n - 1)], [-1, 0, 1]) / spacing**2
     x = np.arange(n) * spacing
-    U = np.asarray(simulate_ionic(model, lap.tocsr(), x <= 2.0, dt=dt, n_samples=n_samples, dtype=jnp.float64 if jax.config.jax_enable_x64 else None))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unusual for a heart mesh", category=UserWarning)  # a fine cable on purpose
+        U = np.asarray(simulate_ionic(model, lap.tocsr(), x <= 2.0, dt=dt, n_samples=n_samples,
+                                      dtype=jnp.float64 if jax.config.jax_enable_x64 else None))
     t = np.arange(n_samples) * dt
 
     def first(mask):
