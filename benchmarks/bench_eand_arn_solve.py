@@ -1,0 +1,91 @@
+"""Time to a good answer: default ``solve(method="eand-arn")`` on a non-crime case, by stage.
+
+Problem: :mod:`ecgi_jax.noncrime` on the built-in phantom (inverse: 642 heart nodes, 352 leads,
+400 samples at dt = 0.1; truth: Mitchell–Schaeffer on the 4× finer mesh with its own BEM), σ = 0.1,
+pacing site 100 (``--quick``: 300 nodes, 300 samples). Reported:
+
+* the whole default call, wall-clock, in a fresh process (compilation included: what a user waits
+  for), and its RE / AT MAE against the truth;
+* its stages, each timed alone after it: the pacing search, the shooting fit, the waveform
+  template and the rest (network set-up, compilation and training);
+* Tikhonov-2 (GCV) and spatiotemporal regularization on the same case, for scale;
+* the dense float32 matmul peak measured in the same run (compare runs from different days as
+  fractions of it).
+
+Goal (issue 17): the whole default call ≤ 60 s on a 2-core CPU at 642 × 400.
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks import _common as C
+
+NAME = "eand_arn_solve"
+
+
+def run(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from ecgi_jax import metrics, noncrime, solve
+    from ecgi_jax.solvers.neural._eand_arn import _template_start
+    from ecgi_jax.solvers.shooting import pacing_search, shooting_fit
+
+    n_heart, n_samples = (300, 300) if args.quick else (642, 400)
+    peak = C.matmul_peak()
+    t0 = time.perf_counter()
+    geo = noncrime.noncrime_geometry(n_heart=n_heart)
+    case = noncrime.make_noncrime_case(jax.random.key(0), geo, 100, sigma=0.1, n_samples=n_samples)
+    build_s = time.perf_counter() - t0
+    common = dict(laplacian=case.laplacian, dt=case.dt, vertices=case.vertices, adjacency=case.adjacency)
+
+    def score(U):
+        return float(metrics.relative_error(U, case.U)), float(metrics.activation_time_error(U, case.U, case.dt).mae)
+
+    rows = []
+    for method, kw in (("tikhonov-2", dict(laplacian=case.laplacian)),
+                       ("spatiotemporal", dict(laplacian=case.laplacian, dt=case.dt))):
+        t = time.perf_counter()
+        sol = solve(case.Y, case.A, method=method, **kw)
+        jax.block_until_ready(sol.potentials)
+        re, at = score(sol.potentials)
+        rows.append(dict(what=method, seconds=time.perf_counter() - t, re=re, at_mae=at))
+    t = time.perf_counter()
+    sol = solve(case.Y, case.A, method="eand-arn", key=jax.random.key(0), progress=False, **common)
+    jax.block_until_ready(sol.potentials)
+    total = time.perf_counter() - t
+    re, at = score(sol.potentials)
+    rows.append(dict(what="eand-arn (default, whole call)", seconds=total, re=re, at_mae=at,
+                     note=f"start {sol.diagnostics['start']}, stopped {sol.diagnostics.get('stopped')}"))
+
+    # The stages alone (warm: compiled by the call above, so these are run times).
+    Y, A = jnp.asarray(case.Y), jnp.asarray(case.A)
+    kw = dict(vertices=case.vertices, adjacency=case.adjacency, dt=case.dt)
+    t = time.perf_counter()
+    found = pacing_search(Y, A, case.laplacian, **kw)
+    pacing_s = time.perf_counter() - t
+    t = time.perf_counter()
+    fit = shooting_fit(Y, A, case.laplacian, start=found, **kw)
+    shooting_s = time.perf_counter() - t
+    t = time.perf_counter()
+    U_t, _, _ = _template_start(Y, A, case.laplacian, case.dt, fit.U)
+    jax.block_until_ready(U_t)
+    template_s = time.perf_counter() - t
+    stages = [
+        dict(stage="pacing search", seconds=pacing_s),
+        dict(stage="shooting fit", seconds=shooting_s),
+        dict(stage="waveform template (3000 L-BFGS)", seconds=template_s),
+        dict(stage="set-up, compile, training (rest of the call)", seconds=max(total - pacing_s - shooting_s - template_s, 0.0)),
+    ]
+    return {
+        "rows": rows, "columns": ["what", "seconds", "re", "at_mae", "note"],
+        "tables": [{"title": "stages of the default eand-arn call", "rows": stages, "columns": ["stage", "seconds"]}],
+        "summary": {"nodes": n_heart, "samples": n_samples, "case_build_s": build_s, "eand_arn_total_s": total,
+                    "goal_s": 60.0, "matmul_peak_gflop_s": peak["flop_per_s"] / 1e9},
+        "notes": ["Truth: Mitchell-Schaeffer on the 4x finer mesh (not the inverse crime); sigma = 0.1, site 100."],
+    }
+
+
+if __name__ == "__main__":
+    C.main_of(NAME, run, __doc__.splitlines()[0])
