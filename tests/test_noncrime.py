@@ -176,7 +176,7 @@ def test_geometry_errors(small_geo):
     np.testing.assert_allclose(A2, A0, atol=1e-3 * np.abs(A0).max())
     A3, _ = noncrime.truth_transfer(g, jax.random.key(0), electrode_jitter_mm=10.0)
     assert np.linalg.norm(A3 - A0) > 1e-3 * np.linalg.norm(A0)
-    case = noncrime.make_noncrime_case(jax.random.key(0), g, 5, A_truth=A1, truth_info=info1, n_samples=200)
+    case = noncrime.make_noncrime_case(jax.random.key(0), g, 5, A_truth=A1, truth_info=info1, n_samples=400)
     assert case.info["rotation_deg"] == 8.0
 
 
