@@ -253,3 +253,20 @@ def test_out_beside_the_inputs_is_written(study, capsys):
     assert cli.main([*argv, "--truth", "study.npz:U", "--out", "sub/study.npz"]) == 0, capsys.readouterr().err
     assert io.load_solution(study / "sub" / "study.npz").truth.shape == (42, 5)
     assert sorted(np.load(study / "study.npz").files) == ["A", "U", "Y"]
+
+
+def test_electrodes_file_forms(tmp_path):
+    """--electrodes: a boolean mask .npy selects its True nodes; a corrupt .npy is refused with our
+    message (never numpy's allow_pickle advice); a mask of the wrong length names both lengths."""
+    from ecgi_jax.cli import UserError, _parse_electrodes
+
+    mask = np.zeros(10, bool)
+    mask[[1, 4]] = True
+    np.save(tmp_path / "mask.npy", mask)
+    np.testing.assert_array_equal(_parse_electrodes(str(tmp_path / "mask.npy"), 10), [1, 4])
+    with pytest.raises(UserError, match="one entry per torso node \\(12\\); got 10"):
+        _parse_electrodes(str(tmp_path / "mask.npy"), 12)
+    (tmp_path / "junk.npy").write_bytes(b"not an array at all")
+    with pytest.raises(UserError, match="--electrodes: could not read") as info:
+        _parse_electrodes(str(tmp_path / "junk.npy"), 10)
+    assert "allow_pickle" not in str(info.value)

@@ -324,12 +324,15 @@ def _simulate(args) -> int:
 def _parse_electrodes(spec: str | None, n_torso: int):
     import numpy as np
 
+    from . import io
+
     if spec is None:
         return None
     if Path(spec).is_file():
         path = Path(spec)
         try:
-            e = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, dtype=np.int64, ndmin=1)
+            # io's reader checks the file itself (never numpy's allow_pickle advice for a corrupt one).
+            e = io.load_array(path) if path.suffix == ".npy" else np.loadtxt(path, dtype=np.int64, ndmin=1)
         except (OSError, ValueError) as exc:
             raise UserError(f"--electrodes: could not read {path} (.npy or a text file of integers): {exc}") from exc
     else:
@@ -338,6 +341,10 @@ def _parse_electrodes(spec: str | None, n_torso: int):
         except ValueError:
             raise UserError(f"--electrodes must be a file (.npy or text) or a comma-separated list of torso node indices; got {spec!r}.") from None
     e = np.asarray(e).ravel()
+    if e.dtype == bool:  # a mask over the torso nodes, as forward.transfer_matrix accepts
+        if e.size != n_torso:
+            raise UserError(f"--electrodes: a boolean mask needs one entry per torso node ({n_torso}); got {e.size}.")
+        e = np.flatnonzero(e)
     if e.dtype.kind not in "iu" or e.size == 0 or e.min() < 0 or e.max() >= n_torso:
         raise UserError(f"--electrodes must be integer torso node indices in [0, {n_torso}); got {e.size} values of dtype {e.dtype}.")
     return e.astype(np.int64)
