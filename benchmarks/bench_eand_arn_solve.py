@@ -70,7 +70,7 @@ def run(args) -> dict:
     shooting_s = time.perf_counter() - t
     t = time.perf_counter()
     for stretch in (False, True):  # the two templates start="auto" weighs
-        jax.block_until_ready(_template_start(Y, A, case.laplacian, case.dt, fit.U, stretch=stretch).U)
+        jax.block_until_ready(_template_start(Y, A, case.laplacian.todense(), case.dt, fit.U, stretch=stretch).U)
     template_s = time.perf_counter() - t
     stages = [
         dict(stage="pacing search", seconds=pacing_s),

@@ -66,8 +66,7 @@ def initial_waveform(U0, tau0, t, s0, h, K) -> np.ndarray:
     filled = np.flatnonzero(count)
     if filled.size == 0:
         raise ValueError("no sample of the start falls on the waveform's knots; check tau0 against the time window.")
-    f = np.interp(np.arange(K), filled, total[filled] / count[filled])
-    return f
+    return np.interp(np.arange(K), filled, total[filled] / count[filled])
 
 
 def _loss(params, Y, A, L, t, s0, h, lam, mu, y2):

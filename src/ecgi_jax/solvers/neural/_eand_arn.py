@@ -239,7 +239,7 @@ def start_solution(
       (``info["template_stretch"]``). It holds whatever the true ionic model, where the AP beats
       carry AP's own waveform; v is integrated from u;
     * ``"auto"`` also weighs the template (``p = n + K``: a time per node and the waveform's
-      knots) against the physics starts by the same criterion: it wins on data the AP model did
+      knots; stretched ``2n + K``) against the physics starts by the same criterion: it wins on data the AP model did
       not generate (Mitchell–Schaeffer truth on a finer mesh: misfit 0.0031 → 0.0024 at σ = 0.1,
       ``experiments/noncrime_study.py``) and loses on the AP model's own beats, where the
       shooting beat is exact;
@@ -292,25 +292,26 @@ def start_solution(
         # One waveform everywhere, and the same with a per-node stretch (hearts whose APD varies),
         # both from the physics beat; the criterion charges a time per node, the waveform's knots
         # and, stretched, a stretch per node.
-        beat, templates = best, {}
+        beat, fits, L = best, {}, lap.todense()
         for name, stretch in (("template", False), ("template-stretch", True)):
-            fit_t = _template_start(Y, A, lap, dt, beat[0], stretch=stretch)
-            misfits[name] = misfit(fit_t.U)
-            aic[name] = n_obs * np.log(misfits[name]) + 2 * (A.shape[1] * (1 + stretch) + fit_t.waveform.shape[0])
-            templates[name] = (fit_t.U, recovery_from_potential(fit_t.U, dt, _start_ap_params(ap_params, beat[2])), {
-                **beat[2], "start": "template", "template_from": beat[2]["start"], "template_stretch": stretch,
-                "start_misfit": misfits[name], "template_activation_times": np.asarray(fit_t.tau).tolist(),
-            })
-        name = min(templates, key=aic.get)
+            fits[name] = _template_start(Y, A, L, dt, beat[0], stretch=stretch)
+            misfits[name] = misfit(fits[name].U)
+            aic[name] = n_obs * np.log(misfits[name]) + 2 * (A.shape[1] * (1 + stretch) + fits[name].waveform.shape[0])
+        name = min(fits, key=aic.get)
         if kind == "template" or aic[name] < aic[beat[2]["start"]]:
-            best = templates[name]
+            U_t = fits[name].U
+            best = (U_t, recovery_from_potential(U_t, dt, _start_ap_params(ap_params, beat[2])), {
+                **beat[2], "start": "template", "template_from": beat[2]["start"],
+                "template_stretch": name == "template-stretch", "start_misfit": misfits[name],
+                "template_activation_times": np.asarray(fits[name].tau).tolist(),
+            })
     gain = aic["pacing"] - min(aic.values())
     return best[0], best[1], {**best[2], "start_misfits": misfits, "start_aic_gain": float(gain)}
 
 
-def _template_start(Y, A, lap: SparseOperator, dt, U0, *, stretch: bool = False):
+def _template_start(Y, A, L, dt, U0, *, stretch: bool = False):
     """The waveform-template fit (:class:`~ecgi_jax.solvers.activation.TemplateFit`) started from
-    the beat ``U0``, with a per-node stretch of the waveform or without."""
+    the beat ``U0``, with a per-node stretch of the waveform or without; ``L``: the dense Laplacian."""
     from ...metrics import activation_times
     from ..activation import fit_template, initial_waveform
 
@@ -321,11 +322,10 @@ def _template_start(Y, A, lap: SparseOperator, dt, U0, *, stretch: bool = False)
     n_knots = int(np.ceil((2 * n_t * dt + 5.0) / h)) + 1
     tau0 = activation_times(U0, dt)
     f0 = jnp.asarray(initial_waveform(U0, tau0, t, s0, h, n_knots), Y.dtype)
-    fit = fit_template(
-        Y, A, lap.todense(), t, jnp.asarray(tau0, Y.dtype), f0, jnp.asarray(s0, Y.dtype), jnp.asarray(h, Y.dtype),
+    return fit_template(
+        Y, A, L, t, jnp.asarray(tau0, Y.dtype), f0, jnp.asarray(s0, Y.dtype), jnp.asarray(h, Y.dtype),
         jnp.asarray(TEMPLATE_LAM, Y.dtype), jnp.asarray(TEMPLATE_MU, Y.dtype), steps=TEMPLATE_STEPS, stretch=stretch,
     )
-    return fit
 
 
 def _start_ap_params(ap_params: APParams, info: dict) -> APParams:
