@@ -110,3 +110,42 @@ def test_fit_template_recovers_a_stretch():
     assert plain.log_stretch is None and float(plain.misfit) > 10 * float(fit.misfit)
     assert float(fit.misfit) < 1e-4
     np.testing.assert_allclose(fit.log_stretch, log_stretch, atol=0.02)
+
+
+def test_prior_whitener_whitens_the_smoothness_penalty():
+    from ecgi_jax.solvers.activation import prior_whitener
+
+    n = 12
+    L = jnp.asarray(2 * np.eye(n) - np.roll(np.eye(n), 1, 1) - np.roll(np.eye(n), -1, 1), jnp.float32)
+    gram = L.T @ L
+    P = prior_whitener(L, 1e-3)
+    M = gram + 1e-3 * jnp.mean(jnp.diag(gram)) * jnp.eye(n)
+    np.testing.assert_allclose(P, P.T, atol=1e-6)
+    np.testing.assert_allclose(P @ M @ P, np.eye(n), atol=1e-3)
+    # An all-zero L (no smoothness penalty) gives a finite multiple of the identity.
+    np.testing.assert_allclose(prior_whitener(jnp.zeros((1, n)), 0.25), 2.0 * np.eye(n), atol=1e-5)
+
+
+def test_whitened_template_fit_converges_where_plain_lbfgs_crawls():
+    """Few smoothing leads (16) over many nodes (80, a ring): the misfit leaves the smooth modes of
+    the times nearly free, only the weak smoothness penalty holds them. Whitened by that penalty,
+    100 L-BFGS iterations recover the times to 0.05; in the times themselves they are still
+    > 0.1 off (and stay so for thousands of iterations)."""
+    n, m = 80, 16
+    t, s0, h, K = _grid(n_t=150)
+    lags = s0 + h * np.arange(K)
+    x = np.arange(n) / n
+    tau = jnp.asarray(3.0 + 2.0 * np.sin(2 * np.pi * x) + 0.5 * np.cos(6 * np.pi * x), jnp.float32)
+    f = jnp.asarray(_waveform(lags), jnp.float32)
+    U = template_potentials(tau, f, t, s0, h)
+    d = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+    d = np.minimum(d, n - d)
+    A = jnp.asarray(np.exp(-(d[np.arange(m) * (n // m)] / 4.0) ** 2), jnp.float32)
+    L = jnp.asarray(2 * np.eye(n) - np.roll(np.eye(n), 1, 1) - np.roll(np.eye(n), -1, 1), jnp.float32)
+    tau0 = jnp.full(n, 3.0, jnp.float32)
+    args = (A @ U, A, L, t, tau0, f, s0, h, 1e-4, 1e-6)
+    plain = fit_template(*args, steps=100)
+    white = fit_template(*args, steps=100, whiten=1e-3)
+    assert float(jnp.max(jnp.abs(white.tau - tau))) < 0.05
+    assert float(jnp.max(jnp.abs(plain.tau - tau))) > 0.1
+    assert float(white.losses[-1]) < float(plain.losses[-1])
