@@ -106,13 +106,15 @@ def fit_template(
         stretch: also fit a per-node time stretch of the waveform (``log_stretch``, penalised like
             ``tau`` plus ``mu·mean(log_stretch²)``), for hearts whose action potential duration
             varies in space; the result's ``U`` uses it, ``TemplateFit.log_stretch`` holds it.
-        whiten: ``None`` — L-BFGS in ``tau`` itself; ``eps > 0`` — in the variables whitened by the
-            smoothness prior, ``tau = tau0 + P z`` (and ``log_stretch = P w``) with
-            :func:`prior_whitener` ``(L, eps)``. The misfit leaves the smooth modes of ``tau``
-            nearly free (``m`` leads see ``n > m`` times through a smoothing ``A``), so in ``tau``
-            itself the fit crawls along a long flat valley (the misfit moves in its 4th digit while
-            the times still move by samples: ~10 000 iterations on the 642-node phantom); whitened,
-            the valley is round and a few hundred iterations reach it.
+        whiten: ``None`` — L-BFGS in ``tau`` and ``f`` themselves; ``eps > 0`` — in variables
+            whitened by their smoothness priors, ``tau = tau0 + P z`` and ``f = f0 + P_f g``, with
+            :func:`prior_whitener` of ``(L, eps)`` and of ``f``'s second difference. The misfit
+            leaves the smooth modes of ``tau`` nearly free (``m`` leads see ``n > m`` times
+            through a smoothing ``A``), so in ``tau`` itself the fit crawls along a long flat
+            valley (the misfit moves in its 4th digit while the times still move by samples:
+            ~10 000 iterations on the 642-node phantom); whitened, a few hundred iterations get
+            there, from different starts alike. ``log_stretch`` stays unwhitened (whitened, its
+            large smooth moves traded off against ``f`` and the fit went astray).
     """
     y2 = jnp.sum(Y**2)
     fun = lambda p: _loss(p, Y, A, L, t, s0, h, lam, mu, y2)  # noqa: E731
@@ -120,9 +122,11 @@ def fit_template(
         lift = lambda q: q  # noqa: E731
         q0 = (tau0, f0, jnp.zeros_like(tau0) if stretch else None)
     else:
-        P = prior_whitener(L, whiten)
-        lift = lambda q: (tau0 + P @ q[0], q[1], q[2])  # noqa: E731
-        q0 = (jnp.zeros_like(tau0), f0, jnp.zeros_like(tau0) if stretch else None)
+        K = f0.shape[0]
+        second_difference = jnp.eye(K - 2, K, dtype=f0.dtype) - 2 * jnp.eye(K - 2, K, 1, dtype=f0.dtype) + jnp.eye(K - 2, K, 2, dtype=f0.dtype)
+        P, P_f = prior_whitener(L, whiten), prior_whitener(second_difference, whiten)
+        lift = lambda q: (tau0 + P @ q[0], f0 + P_f @ q[1], q[2])  # noqa: E731
+        q0 = (jnp.zeros_like(tau0), jnp.zeros_like(f0), jnp.zeros_like(tau0) if stretch else None)
     opt = optax.lbfgs()
     objective = lambda q: fun(lift(q))  # noqa: E731
     value_and_grad = optax.value_and_grad_from_state(objective)

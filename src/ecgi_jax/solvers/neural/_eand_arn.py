@@ -40,10 +40,10 @@ STARTS = ("auto", "pacing", "shooting", "template", "tikhonov")
 # The waveform-template start (chosen on development cases only, sites 50 / 300 with seeds 1 / 2 of
 # the non-crime phantom, homogeneous and with an APD gradient; never on a reported case): L-BFGS
 # iterations, the weight of ||L tau||^2 / n (and of the stretch's), the waveform curvature penalty
-# and the whitening of the times by the smoothness prior (fit_template's whiten). Whitened, 500
-# iterations reach RE 0.11 / 0.11 on the homogeneous development cases where 3000 plain ones
-# stopped at 0.14 / 0.16 and 12 000 at 0.14 / 0.13; with the APD gradient 0.13 / 0.13 (stretched)
-# against 0.26 / 0.41.
+# and the whitening of the times and the waveform by those penalties (fit_template's whiten). The
+# development cases started from the shooting beat (as "auto" does), plain template: 3000 plain
+# iterations RE 0.131 / 0.130; whitened, 500 iterations 0.125 / 0.117 (from the pacing beat 0.119 /
+# 0.118: whitened, the start matters less). APD gradient, stretched: 0.198 / 0.158 -> 0.147 / 0.132.
 TEMPLATE_STEPS, TEMPLATE_LAM, TEMPLATE_MU, TEMPLATE_WHITEN = 500, 1e-2, 1e-3, 1e-3
 ARCHITECTURES = ("adaptive-resnet", "pdl-mlp")
 
@@ -329,7 +329,7 @@ def _template_start(Y, A, L, dt, U0, *, stretch: bool = False):
     return fit_template(
         Y, A, L, t, jnp.asarray(tau0, Y.dtype), f0, jnp.asarray(s0, Y.dtype), jnp.asarray(h, Y.dtype),
         jnp.asarray(TEMPLATE_LAM, Y.dtype), jnp.asarray(TEMPLATE_MU, Y.dtype), steps=TEMPLATE_STEPS, stretch=stretch,
-        whiten=jnp.asarray(TEMPLATE_WHITEN, Y.dtype),
+        whiten=None if TEMPLATE_WHITEN is None else jnp.asarray(TEMPLATE_WHITEN, Y.dtype),
     )
 
 
