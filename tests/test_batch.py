@@ -91,6 +91,22 @@ def test_bad_batch_inputs_are_rejected():
         solve_batch(Y, A, method="tikhonov-0", devices="gpus")
 
 
+def test_batch_options_get_solves_checks():
+    """The shared options get solve()'s checks (type, sign, operator shape); per-problem truth
+    is checked for its batch axis."""
+    Y, A, L, X = _classical_batch()
+    with pytest.raises(TypeError, match="option lam must be a real number"):
+        solve_batch(Y, A, method="tikhonov-0", lam="0.1")
+    with pytest.raises(ValueError, match="option lam must be a finite number"):
+        solve_batch(Y, A, method="tikhonov-0", lam=-1.0)
+    with pytest.raises(ValueError, match="laplacian"):
+        solve_batch(Y, A, method="tikhonov-2", laplacian=L[:5, :5])
+    with pytest.raises(ValueError, match=r"truth has shape \(20, 6\); expected \(B, N, T\)"):
+        solve_batch(Y, A, method="tikhonov-2", laplacian=L, lambda_rule="oracle", truth=X[0])
+    with pytest.raises(ValueError, match="truth contains NaN"):
+        solve_batch(Y, A, method="tikhonov-2", laplacian=L, lambda_rule="oracle", truth=_with(X, (1, 0, 0), np.nan))
+
+
 @pytest.mark.parametrize("method", ["tikhonov-0", "tikhonov-2", "spatiotemporal"])
 def test_batch_problems_get_solves_checks_naming_the_problem(method):
     """solve()'s checks of Y (M, T) and A (M, N) for every problem: empty shapes, NaN, mismatches."""

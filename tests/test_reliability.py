@@ -254,6 +254,15 @@ BAD_INPUTS = [
     pytest.param(lambda: make_case(jax.random.key(0), np.ones((4, 42)), -_tiny_lap().todense(), [0], n_samples=3), ValueError, "D - W .*negate it", id="case-laplacian-d-minus-w"),
     pytest.param(lambda: simulate(operators.huiskamp_laplacian(icosphere(1, 30.0).vertices, icosphere(1).adjacency), jnp.zeros(42).at[0].set(1.0), dt=1.0, n_samples=100, substeps=1), ValueError, "explicit integration diverged: sub-step h=1 .*substeps >= 50", id="sim-diverged"),
     pytest.param(lambda: operators.huiskamp_laplacian(icosphere(1).vertices, [[1.5, 2.0]] * 42), ValueError, "per-node neighbour lists .*entry 0", id="lap-neighbour-list-floats"),
+    # ---- wrong-typed options: named, never coerced (issue 20, item 6)
+    pytest.param(lambda: _solve(method="tikhonov-0", lam="0.1"), TypeError, "option lam must be a real number; got str", id="solve-lam-string"),
+    pytest.param(lambda: _solve(method="tikhonov-0", lam=True), TypeError, "option lam must be a real number; got bool", id="solve-lam-bool"),
+    pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], steps="100"), TypeError, "option steps must be an integer; got str", id="solve-steps-string"),
+    pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], steps=1.5), TypeError, "option steps must be an integer; got float", id="solve-steps-float"),
+    pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], patience=-1), ValueError, "option patience must be an integer >= 0", id="solve-negative-patience"),
+    pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], key=0), TypeError, "option key must be a PRNG key", id="solve-int-key"),
+    pytest.param(lambda: _solve(method="spatiotemporal", laplacian=_problem()[2], spatial_order=5), ValueError, "spatial_order must be 0, 1 or 2", id="solve-spatial-order-5"),
+    pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.stack([_problem()[0]] * 2), _problem()[1], method="tikhonov-0", lam="0.1"), TypeError, "option lam must be a real number", id="batch-lam-string"),
 ]
 
 

@@ -302,6 +302,22 @@ def _validate_batch(Y, A):
     return Y.astype(dtype), A.astype(dtype)
 
 
+def _check_batch_options(options, n_problems, n, n_t):
+    """:func:`solve`'s option checks, with the per-problem options checked for their batch axis."""
+    per_problem = ("truth", "noise_std", "start")
+    S._check_options({k: v for k, v in options.items() if k not in per_problem}, n, n_t)
+    truth = options.get("truth")
+    if truth is not None:
+        t = np.asarray(truth)
+        if t.shape != (n_problems, n, n_t):
+            raise ValueError(f"truth has shape {t.shape}; expected (B, N, T) = {(n_problems, n, n_t)} to match Y and A.")
+        for b in range(n_problems):
+            S._check_options({"truth": t[b]}, n, n_t)
+    noise_std = options.get("noise_std")
+    if noise_std is not None and np.ndim(noise_std) == 0:
+        S._check_options({"noise_std": noise_std}, n, n_t)
+
+
 def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **options) -> list[Solution]:
     """Solve ``B`` inverse problems of equal shapes at once.
 
@@ -345,6 +361,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
     Y, A = _validate_batch(Y, A)
     n_problems = Y.shape[0]
+    _check_batch_options(options, n_problems, A.shape[-1], Y.shape[-1])
     if keys is not None:
         keys = list(keys)
         if len(keys) != n_problems:

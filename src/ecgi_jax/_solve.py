@@ -166,6 +166,11 @@ _POSITIVE_SCALARS = {
     "tau": (0.0, False), "noise_std": (0.0, True), "learning_rate": (0.0, False),
 }
 _POSITIVE_GRIDS = {"lambdas": (0.0, False), "lams_s": (0.0, False), "lams_t": (0.0, True)}
+# Counts (integers, not bools or floats that happen to be whole): name -> smallest allowed value.
+_COUNTS = {
+    "steps": 1, "chunk": 1, "patience": 0, "lbfgs_steps": 0, "width": 1, "n_blocks": 1, "block_depth": 1,
+    "n_layers": 1, "collocation": 1, "checkpoint_every": 1, "fourier_features": 0, "max_iter": 1, "n_starts": 1,
+}
 
 
 def _check_options(options, n, n_t):
@@ -183,6 +188,8 @@ def _check_options(options, n, n_t):
             lo, closed = _POSITIVE_SCALARS[name]
             if isinstance(value, jax.core.Tracer):
                 continue
+            if isinstance(value, (str, bytes, bool, np.bool_)):
+                raise TypeError(f"option {name} must be a real number; got {type(value).__name__} {value!r}.")
             try:
                 v = float(value)
             except (TypeError, ValueError):
@@ -198,6 +205,16 @@ def _check_options(options, n, n_t):
             if (g < lo).any() or (not closed and (g <= lo).any()):
                 rel = ">=" if closed else ">"
                 raise ValueError(f"option {name} must contain only values {rel} {lo:g}; got min {g.min():g}.")
+        elif name in _COUNTS:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"option {name} must be an integer; got {type(value).__name__} {value!r}.")
+            if value < _COUNTS[name]:
+                raise ValueError(f"option {name} must be an integer >= {_COUNTS[name]}; got {value}.")
+        elif name == "key":
+            if not (hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)) and not (
+                hasattr(value, "dtype") and value.dtype == np.uint32 and np.shape(value) == (2,)
+            ):
+                raise TypeError(f"option key must be a PRNG key, e.g. jax.random.key(0); got {type(value).__name__} {value!r}.")
         elif name == "truth":
             t = _finite_array(value, "truth")
             if t.shape != (n, n_t):
@@ -294,6 +311,8 @@ def _np(x):
 
 
 def _spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
+    if isinstance(order, (bool, np.bool_)) or order not in (0, 1, 2):
+        raise ValueError(f"spatial_order must be 0, 1 or 2 (the derivative order of the spatial penalty); got {order!r}.")
     if order == 0:
         return None
     if order == 1:
