@@ -242,6 +242,21 @@ def test_next_write_removes_temporaries_left_by_a_killed_writer(tmp_path, sphere
     assert io.load_solution(tmp_path / "s.npz").solution.method == "eand-arn"
 
 
+def test_every_atomic_writer_removes_a_killed_writers_temporaries(tmp_path, sphere):
+    """Not only save_solution: a mesh written by geometry.save_mesh (and so the CLI's outputs,
+    which go through the same atomic_write) cleans up what a killed writer of it left."""
+    import tempfile
+
+    from ecgi_jax.geometry import save_mesh
+
+    fd, orphan = tempfile.mkstemp(prefix=".heart.", suffix=".vtk", dir=tmp_path)
+    os.write(fd, b"half written")
+    os.close(fd)
+    save_mesh(tmp_path / "heart.vtk", sphere)
+    assert not os.path.exists(orphan)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heart.vtk"]
+
+
 def test_a_live_writers_temporary_is_left_alone(tmp_path, sphere):
     fcntl = pytest.importorskip("fcntl")
     tmp = tmp_path / ".s.abcd1234.npz"

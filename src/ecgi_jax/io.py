@@ -21,9 +21,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
-import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,88 +119,7 @@ def _versions() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------
-# atomic writes that clean up after killed writers, and safe .npy/.npz reading
-
-try:  # POSIX advisory locks: a temporary file is locked for as long as its writer lives
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
-# Without locks, a leftover temporary file counts as stale only when it is this old (seconds).
-_STALE_AGE_S = 3600.0
-
-
-def _temporary_name_pattern(path: Path) -> re.Pattern:
-    # The names geometry.atomic_write gives its temporary files:
-    # tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix) -> ".{stem}.XXXXXXXX{suffix}", where X is
-    # one of tempfile's name characters (lower-case letters, digits, "_").
-    return re.compile(re.escape(f".{path.stem}.") + r"[a-z0-9_]{8}" + re.escape(path.suffix))
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporary files that killed writers of ``path`` left beside it."""
-    folder = path.parent
-    try:
-        names = os.listdir(folder)
-    except OSError:  # no folder yet (atomic_write creates it) or not readable: nothing to clean
-        return
-    pattern = _temporary_name_pattern(path)
-    for name in names:
-        if not pattern.fullmatch(name):
-            continue
-        tmp = folder / name
-        try:
-            if fcntl is None:
-                if time.time() - tmp.stat().st_mtime > _STALE_AGE_S:
-                    tmp.unlink()
-                continue
-            fd = os.open(tmp, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a live writer holds it
-            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
-                tmp.unlink()
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def _lock_temporary(tmp: Path) -> int | None:
-    """An open, exclusively locked descriptor of ``tmp`` (recreated if a cleaner removed it first)."""
-    if fcntl is None:
-        return None
-    while True:
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # removed as stale between its creation and the lock: make it again
-
-
-def _atomic_write(path, write_fn) -> Path:
-    """:func:`ecgi_jax.geometry.atomic_write`, after removing the temporary files that killed
-    writers of ``path`` left; this writer's own temporary file stays locked until it is renamed."""
-    path = Path(path)
-    _remove_stale_temporaries(path)
-    held: list[int] = []
-
-    def write(tmp: Path) -> None:
-        fd = _lock_temporary(tmp)
-        if fd is not None:
-            held.append(fd)
-        write_fn(tmp)
-
-    try:
-        return atomic_write(path, write)
-    finally:
-        for fd in held:
-            os.close(fd)
-
+# safe .npy/.npz reading (atomic writes: geometry.atomic_write)
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive with members / an empty one
@@ -376,7 +292,7 @@ def save_solution(path, solution: Solution, mesh=None, *, times=None, truth=None
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to other names
             np.savez(f, **arrays)
 
-    written = [_atomic_write(path, write_npz)]
+    written = [atomic_write(path, write_npz)]
     if xdmf:
         fields = {"potential": U, "recovery": V, "truth": truth}
         written.append(_write_xdmf(path.with_suffix(".xdmf"), vertices, triangles, fields, times))
@@ -397,7 +313,7 @@ def _write_xdmf(path: Path, vertices, triangles, fields: dict, times) -> Path:
             for k in range(n_t):
                 w.write_data(float(t[k]), point_data={name: f[:, k] for name, f in fields.items()})
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def load_solution(path) -> LoadedSolution:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +47,95 @@ def load_mesh(path, *, validate: bool = True) -> Mesh:
         raise ValueError(f"Mesh file {path} is not a valid triangle surface: {exc}") from exc
 
 
+try:  # POSIX advisory locks: a temporary file is locked for as long as its writer lives
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+# Without locks, a leftover temporary file counts as stale only when it is this old (seconds).
+_STALE_AGE_S = 3600.0
+
+
+def _temporary_name_pattern(path: Path) -> re.Pattern:
+    # The names atomic_write gives its temporary files:
+    # tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix) -> ".{stem}.XXXXXXXX{suffix}", where X is
+    # one of tempfile's name characters (lower-case letters, digits, "_").
+    return re.compile(re.escape(f".{path.stem}.") + r"[a-z0-9_]{8}" + re.escape(path.suffix))
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files that killed writers of ``path`` left beside it."""
+    folder = path.parent
+    try:
+        names = os.listdir(folder)
+    except OSError:  # no folder yet (atomic_write creates it) or not readable: nothing to clean
+        return
+    pattern = _temporary_name_pattern(path)
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        tmp = folder / name
+        try:
+            if fcntl is None:
+                if time.time() - tmp.stat().st_mtime > _STALE_AGE_S:
+                    tmp.unlink()
+                continue
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a live writer holds it
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                tmp.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _lock_temporary(tmp: Path) -> int | None:
+    """An open, exclusively locked descriptor of ``tmp`` (recreated if a cleaner removed it first)."""
+    if fcntl is None:
+        return None
+    while True:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed as stale between its creation and the lock: make it again
+
+
 def atomic_write(path, write_fn) -> Path:
-    """Call ``write_fn(tmp_path)`` then rename onto ``path``: no half-written file is ever left."""
+    """Call ``write_fn(tmp_path)`` then rename onto ``path``: no half-written file is ever left.
+
+    Temporary files that killed writers of ``path`` left beside it are removed first; this
+    writer's own temporary file stays locked (POSIX advisory lock) until it is renamed, so a
+    concurrent writer's cleanup never removes a live one.
+    """
     path = Path(path)
+    _remove_stale_temporaries(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    tmp = Path(tmp)
+    lock = None
     try:
-        write_fn(Path(tmp))
+        lock = _lock_temporary(tmp)
+        write_fn(tmp)
         # mkstemp creates the file 0600; give it the permissions a plain open() would have.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     return path
 
 
