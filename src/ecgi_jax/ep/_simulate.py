@@ -289,7 +289,9 @@ def simulate(
 
     The integration is one jitted ``lax.scan`` (outer: output samples; inner: sub-steps), with
     the Laplacian and parameters as arguments, so it vmaps over pacing sites or parameters and is
-    differentiable (use ``jax.checkpoint`` for long horizons in reverse mode).
+    differentiable (use ``jax.checkpoint`` for long horizons in reverse mode). Traced over
+    ``params.D`` it needs ``substeps=`` (the number of steps is static and the rule needs a
+    concrete D: take :func:`stable_substeps` of the largest D).
     """
     params.validate()
     if scheme not in SCHEMES:
@@ -316,15 +318,28 @@ def simulate(
         raise ValueError("laplacian contains NaN or Inf entries; rebuild it from a valid mesh.")
     if stimulus is not None and tuple(jnp.shape(stimulus.mask)) != (n,):
         raise ValueError(f"stimulus.mask has shape {tuple(jnp.shape(stimulus.mask))}; expected ({n},) (one entry per node).")
-    auto = _checked_substeps(laplacian, params, dt)  # refuses a Laplacian in the wrong units
+    traced_D = not is_concrete(params.D)
+    if substeps is not None and (not isinstance(substeps, (int, np.integer)) or substeps < 1):
+        raise ValueError(f"substeps must be an integer >= 1; got {substeps!r}.")
+    if traced_D:
+        # Under jax.vmap / jax.grad over D the sub-step rule has no value of D to work from, and
+        # the number of steps must be static: the caller fixes it (for the largest D it traces).
+        if substeps is None:
+            raise ValueError(
+                "simulate is being traced over params.D (jax.vmap/jax.grad/jit): the sub-step rule needs a "
+                "concrete D, so pass substeps= explicitly, e.g. stable_substeps(laplacian, APParams(D=D_max), dt)."
+            )
+        _check_sign(laplacian)
+        _check_scale(laplacian)
+        auto = int(substeps)
+    else:
+        auto = _checked_substeps(laplacian, params, dt)  # refuses a Laplacian in the wrong units
     if substeps is None:
         substeps = auto
-    elif not isinstance(substeps, (int, np.integer)) or substeps < 1:
-        raise ValueError(f"substeps must be an integer >= 1; got {substeps!r}.")
     else:
         _check_substep_count(int(substeps), laplacian, dt, requested=True)
     h = float(dt) / int(substeps)
-    if h > _diffusion_limit(laplacian, params.D):
+    if not traced_D and h > _diffusion_limit(laplacian, params.D):
         warnings.warn(
             f"substeps={substeps} gives a sub-step {h:.3g} beyond the diffusion stability "
             f"limit of forward Euler; the run may blow up (stable choice: substeps >= {auto}).",
