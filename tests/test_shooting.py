@@ -205,6 +205,24 @@ def test_pacing_search_from_given_candidates_is_local(sphere):
         pacing_search(Y, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, candidates=[mesh.n_vertices])
 
 
+def test_pacing_search_warns_when_the_data_are_not_in_the_models_units(sphere):
+    """The same beat in mV (100·Y − 85) or with its sign flipped: no single-site beat explains it
+    better than its mean, and the search says so (naming units); in model units it is silent."""
+    import warnings
+
+    from ecgi_jax.solvers.shooting import pacing_search
+
+    mesh, lap, A, U, Y = sphere
+    kw = dict(vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pacing_search(Y, A, lap, **kw).misfit < 0.5  # (the beat starts after sample 0, beyond the search)
+    for bad in (100.0 * Y - 85.0, -Y):
+        with pytest.warns(UserWarning, match="worse than their mean .*units"):
+            found = pacing_search(bad, A, lap, **kw)
+        assert found.misfit >= 1.0
+
+
 def test_bad_input_is_rejected(sphere):
     mesh, lap, A, U, Y = sphere
     with pytest.raises(ValueError, match="vertices"):

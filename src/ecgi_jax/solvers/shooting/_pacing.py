@@ -9,6 +9,7 @@ the jitted simulator, batched with ``lax.map``, so a search costs a few seconds 
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -178,6 +179,14 @@ def pacing_search(
         if nxt == best:
             break
         best = nxt
+    if seen[best] >= 1.0:
+        warnings.warn(
+            f"the best single-site Aliev-Panfilov beat explains the body potentials worse than their mean "
+            f"(misfit {seen[best]:.3g} of var(Y) >= 1). The physics-based methods expect Y = A u with u in "
+            "[0, 1] (the model's units): data in mV with a baseline, a transfer matrix for another source "
+            "model or a sign flip look like this. Rescale Y (or A) and remove the baseline first.",
+            stacklevel=2,
+        )
     u0 = jnp.zeros(n, Y.dtype).at[best].set(1.0)
     j, n_t = lead[best], Y.shape[1]
     U, V = simulate(laplacian, u0, params=params, dt=dt, n_samples=n_t + n_lead, substeps=substeps)
