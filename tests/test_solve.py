@@ -114,3 +114,16 @@ def test_tikhonov2_refuses_an_undetermined_constant_component():
         solve(Y, A, method="tikhonov-2", laplacian=lap)
     A_ref = forward.transfer_matrix(heart, torso, reference="none")
     assert np.all(np.isfinite(solve(A_ref @ np.ones((heart.n_vertices, 2)), A_ref, method="tikhonov-2", laplacian=lap).potentials))
+
+
+def test_spatiotemporal_lam_t_alone_is_used_and_a_value_with_its_grid_is_refused():
+    """lam_t given alone fixes the temporal weight (the rule picks lam_s): the result equals the
+    fixed-(lam_s, lam_t) solve at the chosen lam_s. A value next to its grid is ambiguous."""
+    Y, A, L = _small(t=12)[:3]
+    sol = solve(Y, A, method="spatiotemporal", laplacian=L, lam_t=0.5)
+    assert sol.diagnostics["lam_t"] == 0.5 and list(sol.diagnostics["lams_t"]) == [0.5]
+    fixed = solve(Y, A, method="spatiotemporal", laplacian=L, lam_s=sol.diagnostics["lam_s"], lam_t=0.5)
+    np.testing.assert_allclose(sol.U, fixed.U, rtol=1e-5, atol=1e-6)
+    for kw in (dict(lam_s=0.1, lams_s=[0.1, 1.0]), dict(lam_t=0.1, lams_t=[0.0, 1.0])):
+        with pytest.raises(ValueError, match="not both"):
+            solve(Y, A, method="spatiotemporal", laplacian=L, **kw)

@@ -503,6 +503,11 @@ def _spatiotemporal(
         raise ValueError(f"spatiotemporal lambda_rule must be one of gcv, discrepancy, oracle; got {lambda_rule!r}.")
     if lambda_rule == "oracle" and truth is None and (lam_s is None or lam_t is None):
         raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
+    for one, grid, name in ((lam_s, lams_s, "lam_s"), (lam_t, lams_t, "lam_t")):
+        if one is not None and grid is not None:
+            raise ValueError(f"give {name} (one value) or {name[:3]}s_{name[-1]} (a grid to choose from), not both.")
+    if lam_t is not None:
+        lams_t = [float(lam_t)]  # a fixed temporal weight; the rule still picks lam_s
     diag: dict[str, Any] = {}
     if lam_s is not None and lam_t is not None:
         X = C.spatiotemporal(Y, A, lam_s, lam_t, Rd, D)
