@@ -15,6 +15,7 @@ from ._sparse import SparseOperator
 
 __all__ = [
     "adjacency_from_sparse",
+    "csr_adjacency",
     "huiskamp_laplacian",
     "graph_laplacian",
     "cotangent_laplacian",
@@ -59,7 +60,7 @@ def _neighbour_lists_to_csr(parts) -> tuple[np.ndarray, np.ndarray]:
     return indptr, indices
 
 
-def _csr(adjacency, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def csr_adjacency(adjacency, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Validated CSR adjacency ``(indptr, indices)``; ``n_vertices`` (if given) must match.
 
     Accepts a CSR pair ``(indptr, indices)`` or a sequence of per-node neighbour index lists
@@ -172,7 +173,7 @@ def huiskamp_laplacian(vertices, adjacency, dtype=None) -> SparseOperator:
     surface", J. Comput. Phys. 95:477–496 (1991).
     """
     v = _check_vertices(vertices)
-    indptr, indices = _csr(adjacency, len(v))
+    indptr, indices = csr_adjacency(adjacency, len(v))
     n_ring = np.diff(indptr)
     if (n_ring == 0).any():
         raise ValueError(f"huiskamp_laplacian: node(s) {np.flatnonzero(n_ring == 0)[:5].tolist()} have no neighbours.")
@@ -190,7 +191,7 @@ def graph_laplacian(adjacency, dtype=None, normalized: bool = False) -> SparseOp
 
     Unitless (ignores edge lengths): a smoothness prior, not a discretisation of Δ.
     """
-    indptr, indices = _csr(adjacency)
+    indptr, indices = csr_adjacency(adjacency)
     rows = _rows_of(indptr)
     w = np.ones(len(indices))
     if normalized and (np.diff(indptr) == 0).any():
@@ -281,7 +282,7 @@ def edge_gradient(vertices, adjacency, dtype=None) -> SparseOperator:
     A first-order operator needing no triangles (e.g. for the P-DL geometry, shipped without them).
     """
     v = _check_vertices(vertices)
-    indptr, indices = _csr(adjacency, len(v))
+    indptr, indices = csr_adjacency(adjacency, len(v))
     rows = _rows_of(indptr)
     keep = rows < indices
     i, j = rows[keep], indices[keep]

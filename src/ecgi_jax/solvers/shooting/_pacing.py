@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from ...ep import APParams, simulate, stable_substeps
 from ...ep._simulate import _simulate
-from ...operators import SparseOperator
+from ...operators import SparseOperator, csr_adjacency
 
 __all__ = ["PacingSearch", "farthest_point_sample", "pacing_search"]
 
@@ -132,7 +132,7 @@ def pacing_search(
     Y = jnp.asarray(Y)
     A = jnp.asarray(A, Y.dtype)
     n = A.shape[1]
-    indptr, indices = (np.asarray(a) for a in adjacency)
+    indptr, indices = csr_adjacency(adjacency)  # CSR or per-node neighbour lists
     if len(indptr) != n + 1:
         raise ValueError(f"adjacency has {len(indptr) - 1} nodes; A has {n} columns.")
     if substeps is None:

@@ -48,7 +48,7 @@ import numpy as np
 from ...ep import APParams, stable_substeps
 from ...ep._simulate import _simulate
 from ...metrics import activation_times
-from ...operators import SparseOperator
+from ...operators import SparseOperator, csr_adjacency
 from ._pacing import PacingSearch, pacing_search
 
 __all__ = [
@@ -490,8 +490,9 @@ def shooting_fit(
     verts = np.asarray(vertices, np.float64)
     if verts.shape != (n, 3):
         raise ValueError(f"vertices has shape {verts.shape}; expected ({n}, 3).")
-    if len(np.asarray(adjacency[0])) != n + 1:
-        raise ValueError(f"adjacency has {len(np.asarray(adjacency[0])) - 1} nodes; A has {n} columns.")
+    adjacency = csr_adjacency(adjacency)  # CSR or per-node neighbour lists
+    if len(adjacency[0]) != n + 1:
+        raise ValueError(f"adjacency has {len(adjacency[0]) - 1} nodes; A has {n} columns.")
     if not (isinstance(n_starts, (int, np.integer)) and n_starts >= 1):
         raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
     if not (isinstance(refine, (int, np.integer)) and refine >= 0):
