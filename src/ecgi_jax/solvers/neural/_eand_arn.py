@@ -501,7 +501,7 @@ def eand_arn(
         Y: body potentials ``(m, t)``; A: transfer matrix ``(m, n)``; laplacian: ``(n, n)``.
         dt: sample spacing (AP time units).
         vertices: node coordinates ``(n, 3)`` (coordinate mode; spreads pacing candidates).
-        adjacency: CSR ``(indptr, indices)``; default: the Laplacian's sparsity pattern.
+        adjacency: CSR ``(indptr, indices)`` or per-node neighbour lists; default: the Laplacian's sparsity pattern.
         start: ``"auto"`` (default: the single-site AP beat, the shooting beat or the
             waveform-template refinement of the better one, whichever the Akaike criterion
             prefers; shooting needs ``vertices``), ``"pacing"``, ``"shooting"``, ``"template"``,

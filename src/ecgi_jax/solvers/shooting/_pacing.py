@@ -112,8 +112,8 @@ def pacing_search(
         Y: body potentials ``(m, t)``, sample 0 at the pacing instant.
         A: transfer matrix ``(m, n)``.
         laplacian: the heart's mesh Laplacian ``(n, n)``.
-        vertices, adjacency: node coordinates ``(n, 3)`` and CSR adjacency ``(indptr, indices)``
-            (for the candidate spread and the walk over neighbours).
+        vertices, adjacency: node coordinates ``(n, 3)`` and the adjacency (CSR ``(indptr, indices)`` or
+            per-node neighbour lists; for the candidate spread and the walk over neighbours).
         n_candidates: coarse candidates (farthest-point sample); more guards against a local
             minimum at the cost of more simulations.
         max_walk: bound on the greedy steps over 1-ring neighbourhoods.

@@ -441,7 +441,7 @@ def shooting_fit(
         Y: ``(m, t)`` body potentials, sample 0 at (about) the pacing instant.
         A: ``(m, n)`` transfer matrix.
         laplacian: the heart's Laplacian ``(n, n)`` (SparseOperator, scipy sparse or dense).
-        vertices: ``(n, 3)`` heart nodes; adjacency: CSR ``(indptr, indices)`` 1-ring.
+        vertices: ``(n, 3)`` heart nodes; adjacency: the 1-ring, CSR ``(indptr, indices)`` or per-node neighbour lists.
         dt: sample spacing (AP time units).
         params: reference AP parameters (``D₀``, ``a₀`` and the fixed ones).
         start: where the starts come from:
