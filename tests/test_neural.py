@@ -17,7 +17,7 @@ from ecgi_jax.solvers.neural import (
     make_inputs,
     physics_loss,
 )
-from ecgi_jax.solvers.neural._eand_arn import build_model, fitted_ap_params
+from ecgi_jax.solvers.neural._eand_arn import build_model, fitted_ap_params, make_eand_arn_step
 from ecgi_jax.solvers.shooting import farthest_point_sample, pacing_search
 
 from conftest import sphere_heart  # tests/ is on sys.path
@@ -241,6 +241,22 @@ def test_same_key_same_result(tiny):
     a = eand_arn(Y, A, key=jax.random.key(5), **kw)
     b = eand_arn(Y, A, key=jax.random.key(5), **kw)
     np.testing.assert_array_equal(a.U, b.U)
+
+
+def test_a_second_call_of_the_same_shape_reuses_the_compiled_training_loop(tiny):
+    """Identical settings and shapes: the same step function, hence one compiled chunk program
+    (it used to compile afresh on every call); other data of that shape reuse it too."""
+    from ecgi_jax.solvers.neural._train import _chunk_runner
+
+    mesh, lap, A, U, V, Y = tiny
+    cfg = EANDARNConfig(width=8, n_blocks=1, init="random")
+    train = TrainConfig(steps=20, chunk=10, progress=False)
+    kw = dict(laplacian=lap, dt=0.1, config=cfg, train=train)
+    eand_arn(Y, A, key=jax.random.key(5), **kw)
+    eand_arn(0.5 * Y, A, key=jax.random.key(6), **kw)
+    graphdef = eand_arn(Y, A, key=jax.random.key(7), **kw).graphdef
+    runner = _chunk_runner(make_eand_arn_step(graphdef, cfg, train, Y.shape[1], Y.dtype), False)
+    assert runner._cache_size() == 1
 
 
 def test_nan_guard_keeps_last_good_parameters(tiny):

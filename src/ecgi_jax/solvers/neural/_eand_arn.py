@@ -443,9 +443,14 @@ def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
     return loss_fn
 
 
+@functools.lru_cache(maxsize=32)
 def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t: int, dtype):
     """The pure training step ``step(state, problem, key)`` of one problem (see :func:`make_step`);
-    only the static network structure and settings are closed over, so it vmaps over problems."""
+    only the static network structure and settings are closed over, so it vmaps over problems.
+
+    Cached on its (hashable, static) arguments: a later call with the same network shape and
+    settings gets the same function, and so the training loop's compiled program (jax's cache is
+    keyed on the function), instead of compiling again."""
     balance = None
     if config.balance_every:
         balance = GradNormBalance(jnp.asarray(config.weights, dtype), BALANCE_GROUPS, config.balance_every)
@@ -455,14 +460,22 @@ def make_eand_arn_step(graphdef, config: EANDARNConfig, train: TrainConfig, n_t:
     )
 
 
+@functools.lru_cache(maxsize=32)
 def make_fields(graphdef, config: EANDARNConfig, n_t: int):
-    """``fields(params, problem) -> (U, V)`` on every time sample (pure; jit or vmap it)."""
+    """``fields(params, problem) -> (U, V)`` on every time sample (pure; jit or vmap it; cached
+    like :func:`make_eand_arn_step`)."""
     full_idx = jnp.arange(n_t)
 
     def fields(p, problem):
         return evaluate_fields(graphdef, (p["net"], p["fixed"]), problem.inputs, full_idx, config.mode)
 
     return fields
+
+
+@functools.lru_cache(maxsize=32)
+def _jit_fields(graphdef, config: EANDARNConfig, n_t: int, batched: bool):
+    fields = make_fields(graphdef, config, n_t)
+    return jax.jit(jax.vmap(fields) if batched else fields)
 
 
 def _neural_fit(U, V, params, graphdef, history, info, info_start, ap: APParams, weights=None) -> NeuralFit:
@@ -521,7 +534,7 @@ def eand_arn(
     problem, graphdef = setup.problem, setup.graphdef
     n_t, dtype = problem.Y.shape[1], problem.Y.dtype
     step = make_eand_arn_step(graphdef, config, train, n_t, dtype)
-    fields = jax.jit(make_fields(graphdef, config, n_t))
+    fields = _jit_fields(graphdef, config, n_t, batched=False)
 
     monitor = None
     if truth is not None:
@@ -606,7 +619,7 @@ def eand_arn_batch(
     state, problem, key = place((_stack([s.state for s in setups]), _stack([s.problem for s in setups]), _stack([s.key for s in setups])))
     n_t, dtype = setups[0].problem.Y.shape[1], setups[0].problem.Y.dtype
     step = make_eand_arn_step(graphdef, config, train, n_t, dtype)
-    fields = jax.jit(jax.vmap(make_fields(graphdef, config, n_t)))
+    fields = _jit_fields(graphdef, config, n_t, batched=True)
 
     monitor = None
     if truths is not None:

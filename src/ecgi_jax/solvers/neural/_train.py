@@ -10,6 +10,8 @@ chunks and resumes it bit-identically (:mod:`ecgi_jax._checkpoint`).
 
 from __future__ import annotations
 
+import functools
+
 import dataclasses
 import math
 import time
@@ -203,6 +205,7 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
     return step
 
 
+@functools.lru_cache(maxsize=32)
 def _chunk_runner(step, batched: bool):
     """Jitted ``(state, problem, keys, frozen, first) -> (state, terms)``: ``len(keys)`` fused steps
     numbered from ``first``; with ``batched``, one vmapped program over stacked states, problems and
