@@ -40,10 +40,12 @@ STARTS = ("auto", "pacing", "shooting", "template", "tikhonov")
 # The waveform-template start (chosen on development cases only, sites 50 / 300 with seeds 1 / 2 of
 # the non-crime phantom, homogeneous and with an APD gradient; never on a reported case): L-BFGS
 # iterations, the weight of ||L tau||^2 / n (and of the stretch's), the waveform curvature penalty
-# and the whitening of the times and the waveform by those penalties (fit_template's whiten). The
-# development cases started from the shooting beat (as "auto" does), plain template: 3000 plain
-# iterations RE 0.131 / 0.130; whitened, 500 iterations 0.125 / 0.117 (from the pacing beat 0.119 /
-# 0.118: whitened, the start matters less). APD gradient, stretched: 0.198 / 0.158 -> 0.147 / 0.132.
+# and the whitening of the times (by the Laplacian) and of the waveform (by its first difference) that
+# fit_template's whiten applies. From the shooting beat, RE of 3000 plain iterations -> 500 whitened:
+# homogeneous 0.131 / 0.130 -> 0.126 / 0.117; APD gradient (stretched) 0.198 / ... -> 0.142 / ...;
+# heart 8 mm / 8 deg off 0.224 / 0.208 -> 0.242 / 0.217 (worse: converged further, the fit follows the
+# geometry error). 6x fewer iterations. (Whitening the waveform by its second difference instead:
+# 0.134 / 0.121, shift 0.286 / 0.234.)
 TEMPLATE_STEPS, TEMPLATE_LAM, TEMPLATE_MU, TEMPLATE_WHITEN = 500, 1e-2, 1e-3, 1e-3
 ARCHITECTURES = ("adaptive-resnet", "pdl-mlp")
 
