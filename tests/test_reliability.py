@@ -263,7 +263,39 @@ BAD_INPUTS = [
     pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], key=0), TypeError, "option key must be a PRNG key", id="solve-int-key"),
     pytest.param(lambda: _solve(method="spatiotemporal", laplacian=_problem()[2], spatial_order=5), ValueError, "spatial_order must be 0, 1 or 2", id="solve-spatial-order-5"),
     pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.stack([_problem()[0]] * 2), _problem()[1], method="tikhonov-0", lam="0.1"), TypeError, "option lam must be a real number", id="batch-lam-string"),
+    # ---- the non-crime generator, the waveform template, the other ionic models
+    pytest.param(lambda: _noncrime().make_noncrime_case(0, None, 0), TypeError, "key must be a PRNG key.*got int", id="noncrime-int-key"),
+    pytest.param(lambda: _noncrime().make_noncrime_case(jax.random.key(0), None, 0), TypeError, "geometry must be a NoncrimeGeometry", id="noncrime-no-geometry"),
+    pytest.param(lambda: _noncrime().noncrime_geometry(n_heart=0), ValueError, "n_heart must be an integer >= 12; got 0", id="noncrime-zero-nodes"),
+    pytest.param(lambda: _noncrime().noncrime_geometry(n_heart=200.5), ValueError, "n_heart must be an integer", id="noncrime-float-nodes"),
+    pytest.param(lambda: _noncrime().noncrime_geometry(refine=0), ValueError, "refine must be an integer >= 1", id="noncrime-no-refinement"),
+    pytest.param(lambda: _template_fit(tau0=jnp.zeros(5)), ValueError, "tau0 has shape \\(5,\\); expected \\(6,\\)", id="template-tau-shape"),
+    pytest.param(lambda: _template_fit(A=jnp.ones((3, 6))), ValueError, "Y \\(m, t\\) and A \\(m, n\\) must share m", id="template-Y-A-mismatch"),
+    pytest.param(lambda: _template_fit(L=jnp.zeros((1, 5))), ValueError, "L has shape \\(1, 5\\); expected \\(k, 6\\)", id="template-L-shape"),
+    pytest.param(lambda: _template_fit(steps=0), ValueError, "steps must be an integer >= 1; got 0", id="template-zero-steps"),
+    pytest.param(lambda: _template_fit(whiten=-1.0), ValueError, "whiten must be None or a number > 0", id="template-negative-whiten"),
+    pytest.param(lambda: __import__("ecgi_jax.solvers.activation", fromlist=["x"]).initial_waveform(np.ones((6, 50)), np.zeros(5), np.arange(50) * 0.1, -5.0, 0.1, 20), ValueError, "U0 \\(n, t\\), tau0 \\(n,\\) and t \\(t,\\) must agree", id="template-initial-waveform-shapes"),
+    pytest.param(lambda: __import__("ecgi_jax.solvers.activation", fromlist=["x"]).prior_whitener(jnp.eye(3), 0.0), ValueError, "eps must be > 0", id="template-whitener-zero-eps"),
+    pytest.param(lambda: __import__("ecgi_jax.ep", fromlist=["x"]).cable_properties("mitchell-schaeffer"), TypeError, "model must be an ionic model instance .*IONIC_MODELS\\['mitchell-schaeffer'\\]", id="ionic-model-as-name"),
+    pytest.param(lambda: __import__("ecgi_jax.ep", fromlist=["x"]).simulate_ionic(None, _tiny_lap(), [0]), TypeError, "model must be an ionic model instance", id="ionic-no-model"),
 ]
+
+
+def _noncrime():
+    from ecgi_jax import noncrime
+
+    return noncrime
+
+
+def _template_fit(**changes):
+    from ecgi_jax.solvers.activation import fit_template
+
+    t = jnp.arange(50) * 0.1
+    args = dict(Y=jnp.ones((4, 50)), A=jnp.ones((4, 6)), L=jnp.zeros((1, 6)), t=t, tau0=jnp.zeros(6), f0=jnp.zeros(20),
+                s0=-5.0, h=0.1, lam=0.0, mu=1e-3)
+    options = {k: changes.pop(k) for k in ("steps", "whiten") if k in changes}
+    args.update(changes)
+    return fit_template(*args.values(), **options)
 
 
 @pytest.mark.parametrize("call, exc, match", BAD_INPUTS)

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from ._types import check_key
 from .operators import SparseOperator, edge_gradient
 from .solvers import classical as C
 
@@ -211,10 +212,7 @@ def _check_options(options, n, n_t):
             if value < _COUNTS[name]:
                 raise ValueError(f"option {name} must be an integer >= {_COUNTS[name]}; got {value}.")
         elif name == "key":
-            if not (hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)) and not (
-                hasattr(value, "dtype") and value.dtype == np.uint32 and np.shape(value) == (2,)
-            ):
-                raise TypeError(f"option key must be a PRNG key, e.g. jax.random.key(0); got {type(value).__name__} {value!r}.")
+            check_key(value, "option key")
         elif name == "truth":
             t = _finite_array(value, "truth")
             if t.shape != (n, n_t):

@@ -41,3 +41,18 @@ def is_concrete(x) -> bool:
 def all_finite(x) -> bool:
     """True unless ``x`` is concrete and contains NaN or Inf (tracers pass)."""
     return not is_concrete(x) or bool(np.all(np.isfinite(np.asarray(x))))
+
+
+def is_prng_key(x) -> bool:
+    """A typed key (``jax.random.key``) or a legacy ``uint32 (2,)`` one (``jax.random.PRNGKey``)."""
+    if not hasattr(x, "dtype"):
+        return False
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return True
+    return x.dtype == np.uint32 and np.shape(x) == (2,)
+
+
+def check_key(key, name: str = "key") -> None:
+    """Refuse anything but a PRNG key, naming ``name`` (an int seed is the usual slip)."""
+    if not is_prng_key(key):
+        raise TypeError(f"{name} must be a PRNG key, e.g. jax.random.key(0); got {type(key).__name__} {key!r}.")

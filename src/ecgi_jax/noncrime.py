@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ._types import check_key
 from .ep import IONIC_MODELS, simulate_ionic
 from .forward import transfer_matrix
 from .geometry import Mesh, default_heart_torso
@@ -119,8 +120,11 @@ def noncrime_geometry(
     ``refine`` / ``torso_refine``: nested refinements of the truth's heart / torso (each ~ 4× the
     nodes; at least 1 for the heart, so that the truth's mesh differs from the inverse's).
     """
-    if refine < 1:
-        raise ValueError(f"refine must be >= 1 (the truth needs a finer heart mesh than the inverse); got {refine}.")
+    for name, value, least in (("n_heart", n_heart, 12), ("n_torso", n_torso, 12), ("n_electrodes", n_electrodes, 1)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}; got {value!r}.")
+    if not isinstance(refine, (int, np.integer)) or refine < 1:
+        raise ValueError(f"refine must be an integer >= 1 (the truth needs a finer heart mesh than the inverse); got {refine!r}.")
     coarse = default_heart_torso(n_heart, n_torso, n_electrodes, shape=shape)
     fine = default_heart_torso(n_heart, n_torso, n_electrodes, shape=shape, refine=refine, torso_refine=torso_refine)
     A = transfer_matrix(coarse.heart, coarse.torso, electrodes=coarse.electrodes, reference="none")
@@ -301,6 +305,9 @@ def make_noncrime_case(
             :func:`truth_beat`.
     """
     dtype = dtype or jnp.result_type(float)
+    check_key(key)
+    if not isinstance(geometry, NoncrimeGeometry):
+        raise TypeError(f"geometry must be a NoncrimeGeometry (from noncrime_geometry()); got {type(geometry).__name__}.")
     if (sigma is None) == (snr_db is None):
         raise ValueError("give exactly one noise level: sigma (relative std) or snr_db.")
     level = sigma if sigma is not None else snr_db

@@ -194,6 +194,15 @@ def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int):
     return jnp.concatenate([state0[0][:, None], us.T], axis=1)
 
 
+def _check_model(model) -> None:
+    if not all(hasattr(model, a) for a in ("rest", "excite", "rates", "D", "max_substep")):
+        hint = f" (for a name, use IONIC_MODELS[{model!r}]())" if isinstance(model, str) and model in IONIC_MODELS else ""
+        raise TypeError(
+            f"model must be an ionic model instance ({', '.join(c.__name__ for c in IONIC_MODELS.values())}); "
+            f"got {type(model).__name__} {model!r}{hint}."
+        )
+
+
 def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int = 400, substeps: int | None = None, dtype=None):
     """Potentials ``U (n, n_samples)`` of a beat of ``model`` started at the ``excited`` nodes.
 
@@ -213,6 +222,7 @@ def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int
             ``dt`` or ``n_samples`` out of range.
     """
     dtype = dtype or jnp.result_type(float)
+    _check_model(model)
     n = laplacian.shape[0]
     if tuple(laplacian.shape) != (n, n):
         raise ValueError(f"laplacian must be square (n, n); got shape {tuple(laplacian.shape)}.")
@@ -245,6 +255,7 @@ def cable_properties(model, *, spacing: float = 0.25, length: float = 100.0, dt:
     the length from the 50 % crossing times, APD50 (time from the upstroke's to the downstroke's
     50 % crossing) and the 10→90 % upstroke at the middle node. All in AP time units and mm.
     """
+    _check_model(model)
     n = int(round(length / spacing)) + 1
     main = -2.0 * np.ones(n)
     main[[0, -1]] = -1.0  # no-flux ends

@@ -59,6 +59,10 @@ def initial_waveform(U0, tau0, t, s0, h, K) -> np.ndarray:
     whose lag ``t − tau_i`` falls at each knot; empty knots take their nearest filled neighbour's
     value (rest before the earliest lag, the last value after the latest)."""
     U0, tau0, t = (np.asarray(x, np.float64) for x in (U0, tau0, t))
+    if U0.ndim != 2 or tau0.shape != (U0.shape[0],) or t.shape != (U0.shape[1],):
+        raise ValueError(
+            f"U0 (n, t), tau0 (n,) and t (t,) must agree; got U0 {U0.shape}, tau0 {tau0.shape}, t {t.shape}."
+        )
     k = np.rint((t[None, :] - tau0[:, None] - s0) / h).astype(np.int64)
     ok = (k >= 0) & (k < K)
     total = np.bincount(k[ok], U0[ok], K)
@@ -86,6 +90,8 @@ def prior_whitener(L, eps):
     """``P = (LᵀL + eps·c·I)^(-1/2)``, ``c = mean(diag LᵀL)`` (1 for an all-zero ``L``): in
     ``z = P⁻¹(tau − tau0)`` the smoothness penalty ``||L tau||²`` is (up to ``eps``) the plain
     ``||z||²``. Symmetric positive definite for ``eps > 0``."""
+    if not isinstance(eps, jax.core.Tracer) and not float(eps) > 0:
+        raise ValueError(f"eps must be > 0 (it keeps the whitener finite on L's null space); got {eps!r}.")
     gram = jnp.matmul(L.T, L, precision="highest")
     c = jnp.mean(jnp.diag(gram))
     c = jnp.where(c > 0, c, jnp.ones_like(c))
@@ -93,7 +99,6 @@ def prior_whitener(L, eps):
     return (V * jax.lax.rsqrt(s)) @ V.T
 
 
-@partial(jax.jit, static_argnames=("steps", "stretch"))
 def fit_template(
     Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300, stretch: bool = False, whiten=None
 ) -> TemplateFit:
@@ -119,6 +124,27 @@ def fit_template(
             ``log_stretch`` stays unwhitened (whitened, its large smooth moves traded off against
             ``f`` and the fit went astray).
     """
+    shapes = {name: jnp.shape(x) for name, x in (("Y", Y), ("A", A), ("L", L), ("t", t), ("tau0", tau0), ("f0", f0))}
+    if len(shapes["Y"]) != 2 or len(shapes["A"]) != 2 or shapes["A"][0] != shapes["Y"][0]:
+        raise ValueError(f"Y (m, t) and A (m, n) must share m; got Y {shapes['Y']}, A {shapes['A']}.")
+    m, n_t = shapes["Y"]
+    n = shapes["A"][1]
+    for name, want in (("t", (n_t,)), ("tau0", (n,))):
+        if shapes[name] != want:
+            raise ValueError(f"{name} has shape {shapes[name]}; expected {want} for Y {shapes['Y']} and A {shapes['A']}.")
+    if len(shapes["L"]) != 2 or shapes["L"][1] != n:
+        raise ValueError(f"L has shape {shapes['L']}; expected (k, {n}) (a regulariser on the {n} times).")
+    if len(shapes["f0"]) != 1 or shapes["f0"][0] < 3:
+        raise ValueError(f"f0 must be 1-D with at least 3 knots; got shape {shapes['f0']}.")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}.")
+    if whiten is not None and not isinstance(whiten, jax.core.Tracer) and not float(whiten) > 0:
+        raise ValueError(f"whiten must be None or a number > 0; got {whiten!r}.")
+    return _fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, steps=int(steps), stretch=bool(stretch), whiten=whiten)
+
+
+@partial(jax.jit, static_argnames=("steps", "stretch"))
+def _fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps, stretch, whiten):
     y2 = jnp.sum(Y**2)
     fun = lambda p: _loss(p, Y, A, L, t, s0, h, lam, mu, y2)  # noqa: E731
     if whiten is None:
