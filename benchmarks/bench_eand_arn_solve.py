@@ -29,6 +29,7 @@ def run(args) -> dict:
     import jax.numpy as jnp
 
     from ecgi_jax import metrics, noncrime, solve
+    from ecgi_jax.solvers.neural import _eand_arn as E
     from ecgi_jax.solvers.neural._eand_arn import _template_start
     from ecgi_jax.solvers.shooting import pacing_search, shooting_fit
 
@@ -75,7 +76,7 @@ def run(args) -> dict:
     stages = [
         dict(stage="pacing search", seconds=pacing_s),
         dict(stage="shooting fit", seconds=shooting_s),
-        dict(stage="waveform templates, plain and stretched (3000 L-BFGS each)", seconds=template_s),
+        dict(stage=f"waveform templates, plain and stretched ({E.TEMPLATE_STEPS} whitened L-BFGS each)", seconds=template_s),
         dict(stage="set-up, compile, training (rest of the call)", seconds=max(total - pacing_s - shooting_s - template_s, 0.0)),
     ]
     return {
