@@ -195,7 +195,7 @@ def test_noncrime_bad_input(small_geo):
         noncrime.make_noncrime_case(key, g, 5, A_truth=g.A)
     with pytest.raises(ValueError, match="pass key"):
         noncrime.truth_transfer(g, shift_mm=5.0)
-    with pytest.raises(ValueError, match="refine must be >= 1"):
+    with pytest.raises(ValueError, match="refine must be an integer >= 1"):
         noncrime.noncrime_geometry(n_heart=200, refine=0)
 
 
