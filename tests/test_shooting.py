@@ -139,7 +139,9 @@ def test_laplace_covariance_shrinks_with_noise(sphere):
     assert shrink[4] < 0.3, shrink
 
 
-def test_vmapped_multistart_equals_a_loop(sphere):
+def test_multistart_equals_a_loop_mapped_or_vmapped(sphere):
+    """The multi-start fit (starts mapped, so that rejected trials skip their Jacobian) and a
+    vmapped LM (where that skip is a select) both reproduce one-start-at-a-time LM."""
     mesh, lap, A, U, Y = sphere
     cfg = ShootingConfig(n_samples=N_T, substeps=5, pad=10, fit_D=True, checkpoint=False)
     prob = ShootingProblem(_noisy(Y, 0.05), A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
@@ -150,12 +152,32 @@ def test_vmapped_multistart_equals_a_loop(sphere):
     )
     multi = _lm_multi(starts, prob, cfg, lo, hi, max_iter=4, tol=1e-4)
     one = jax.jit(levenberg_marquardt, static_argnames=("config", "max_iter", "tol"))
+    vmapped = jax.jit(jax.vmap(lambda th: levenberg_marquardt(th, prob, cfg, lo, hi, max_iter=4, tol=1e-4)))(starts)
     for k in range(2):
         res = one(starts[k], prob, cfg, lo, hi, max_iter=4, tol=1e-4)
-        np.testing.assert_allclose(multi.theta[k], res.theta, rtol=2e-4, atol=2e-4)
-        np.testing.assert_allclose(multi.cost[k], res.cost, rtol=2e-3)  # float32, batched reductions
-        assert int(multi.iterations[k]) == int(res.iterations)
+        for batched in (multi, vmapped):
+            np.testing.assert_allclose(batched.theta[k], res.theta, rtol=2e-4, atol=2e-4)
+            np.testing.assert_allclose(batched.cost[k], res.cost, rtol=2e-3)  # float32, batched reductions
+            assert int(batched.iterations[k]) == int(res.iterations)
+            assert int(batched.accepted[k]) == int(res.accepted)
     assert np.all(np.asarray(multi.cost) <= np.asarray(multi.cost0))
+    assert 0 < int(multi.accepted.min()) and int(multi.accepted.max()) <= 4
+
+
+def test_screened_starts_then_the_best_runs_on(sphere):
+    """``screen_iter`` iterations for every start, then the best alone continues (a record entry
+    more, a cost no higher); screening with the whole budget adds no entry."""
+    mesh, lap, A, U, Y = sphere
+    kw = dict(vertices=mesh.vertices, adjacency=mesh.adjacency, start=[NODE, 40], n_starts=2, fit_a=False, refine=0, max_iter=6)
+    Yn = _noisy(Y, 0.05)
+    screened = shooting_fit(Yn, A, lap, screen_iter=1, **kw)
+    full = shooting_fit(Yn, A, lap, screen_iter=6, **kw)
+    assert full.lm.cost.shape == (2,) and screened.lm.cost.shape == (3,)
+    assert screened.start_nodes.tolist() == [NODE, 40, NODE] and screened.best == 2
+    assert np.asarray(screened.lm.iterations).tolist()[:2] == [1, 1]
+    assert float(screened.lm.cost[2]) <= float(screened.lm.cost[0])
+    with pytest.raises(ValueError, match="screen_iter must be a non-negative integer"):
+        shooting_fit(Yn, A, lap, screen_iter=1.5, **kw)
 
 
 def test_site_refinement_walks_from_a_wrong_node_to_the_true_one(sphere):

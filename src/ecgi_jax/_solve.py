@@ -170,7 +170,7 @@ _POSITIVE_GRIDS = {"lambdas": (0.0, False), "lams_s": (0.0, False), "lams_t": (0
 # Counts (integers, not bools or floats that happen to be whole): name -> smallest allowed value.
 _COUNTS = {
     "steps": 1, "chunk": 1, "patience": 0, "lbfgs_steps": 0, "n_blocks": 1, "block_depth": 1,
-    "n_layers": 1, "collocation": 1, "checkpoint_every": 1, "fourier_features": 0, "max_iter": 1, "n_starts": 1,
+    "n_layers": 1, "collocation": 1, "checkpoint_every": 1, "fourier_features": 0, "max_iter": 1, "screen_iter": 1, "n_starts": 1,
 }
 
 

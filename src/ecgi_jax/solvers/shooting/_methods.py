@@ -45,6 +45,7 @@ def solve_ap_shooting(
     fit_D: bool = True,
     fit_a: bool = True,
     max_iter: int = 20,
+    screen_iter: int = 8,
     tol: float = 1e-4,
     max_advance: float = 2.0,
     n_candidates: int = 64,
@@ -63,7 +64,7 @@ def solve_ap_shooting(
     options = _recorded(locals())
     fit = shooting_fit(
         Y, A, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params, start=start,
-        n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, max_iter=max_iter, tol=tol, max_advance=max_advance,
+        n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, max_iter=max_iter, screen_iter=screen_iter, tol=tol, max_advance=max_advance,
         n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine,
     )
     names = list(fit.names)
@@ -148,7 +149,7 @@ register_method(
     solve_ap_shooting,
     "Shooting: fits a Gaussian initial-activation patch (centre, width), onset time, D and a of an "
     "Aliev–Panfilov beat to the body potentials by Levenberg–Marquardt with forward-mode "
-    "Jacobians, multi-start (vmapped) from the pacing search, then a local site refinement; Laplace covariance "
+    "Jacobians, multi-start from the pacing search, then a local site refinement; Laplace covariance "
     "of the parameters. Needs `laplacian`, `vertices`, `adjacency`, `dt`.",
 )
 register_method(

@@ -29,7 +29,7 @@ full ``J`` is what Gauss–Newton wants, so forward mode it is. Reverse mode wit
 checkpointing is offered by :func:`misfit` ``+ jax.grad`` (used by the tests and the gradient
 benchmark, and the right choice once θ has hundreds of entries, e.g. a per-node field).
 
-The optimiser is Levenberg–Marquardt (:func:`levenberg_marquardt`), vmapped over several starts.
+The optimiser is Levenberg–Marquardt (:func:`levenberg_marquardt`), run from several starts.
 The uncertainty is the Laplace (Gauss–Newton) approximation at the optimum
 (:func:`laplace_covariance`).
 """
@@ -227,7 +227,7 @@ def residual_and_jacobian(theta, problem: ShootingProblem, config: ShootingConfi
 
 
 class LMResult(NamedTuple):
-    """Result of :func:`levenberg_marquardt` (leading axis = starts when vmapped).
+    """Result of :func:`levenberg_marquardt` (leading axis = starts, in :func:`shooting_fit` or vmapped).
 
     Attributes:
         theta: ``(p,)`` the accepted parameters; cost: ``‖r‖²`` there; cost0: at the start.
@@ -252,7 +252,7 @@ def levenberg_marquardt(theta0, problem: ShootingProblem, config: ShootingConfig
     parameters' units), θ ← clip(θ + δ). Accepted if the cost drops (λ ← λ/3), else rejected
     (λ ← 5λ). Stopping rule: an accepted step with relative cost decrease below ``tol``
     (``converged``), or ``max_iter`` iterations, or λ > 1e8 (no descent direction left).
-    Jittable with ``config``, ``max_iter``, ``tol``, ``lam0`` static; vmap over ``theta0`` for
+    Jittable with ``config``, ``tol``, ``lam0`` static (``max_iter`` may be traced); vmap over ``theta0`` for
     multi-start.
     """
     r0, J0 = residual_and_jacobian(theta0, problem, config)
@@ -270,23 +270,28 @@ def levenberg_marquardt(theta0, problem: ShootingProblem, config: ShootingConfig
         damp = s["lam"] * (dH + 1e-9 * jnp.max(dH) + 1e-30)
         step = jnp.linalg.solve(H + jnp.diag(damp), -g)
         trial = jnp.clip(s["theta"] + step, lower, upper)
-        r_t, J_t = residual_and_jacobian(trial, problem, config)
+        # The trial's residual alone decides; the Jacobian (p tangents: ~8x a residual) is
+        # computed only for an accepted trial. About half the trials are rejected, so this
+        # saves ~40 % of a fit -- where ``cond`` really branches, i.e. not under ``vmap``
+        # (which turns it into a select); :func:`shooting_fit` maps over its starts for that.
+        r_t = residual(trial, problem, config)
         cost_t = jnp.dot(r_t, r_t, precision=_HI)
         accept = jnp.isfinite(cost_t) & (cost_t < s["cost"])
+        J_t = jax.lax.cond(accept, lambda th: residual_and_jacobian(th, problem, config)[1], lambda th: J, trial)
         rel = (s["cost"] - cost_t) / s["cost"]
         pick = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
         lam = jnp.clip(jnp.where(accept, s["lam"] / 3.0, s["lam"] * 5.0), 1e-9, 1e9)
         it = s["it"] + 1
         converged = accept & (rel < tol)
         return dict(
-            theta=pick(trial, s["theta"]), r=pick(r_t, r), J=pick(J_t, J), cost=pick(cost_t, s["cost"]), lam=lam,
+            theta=pick(trial, s["theta"]), r=pick(r_t, r), J=J_t, cost=pick(cost_t, s["cost"]), lam=lam,
             it=it, acc=s["acc"] + accept.astype(jnp.int32), converged=converged,
             done=converged | (it >= max_iter) | (lam >= 1e8),
         )
 
     s0 = dict(
         theta=theta0, r=r0, J=J0, cost=cost0, lam=jnp.asarray(lam0, dtype), it=jnp.asarray(0, jnp.int32),
-        acc=jnp.asarray(0, jnp.int32), converged=jnp.asarray(False), done=jnp.asarray(max_iter <= 0),
+        acc=jnp.asarray(0, jnp.int32), converged=jnp.asarray(False), done=jnp.asarray(max_iter) <= 0,
     )
     s = jax.lax.while_loop(cond, body, s0)
     return LMResult(s["theta"], s["cost"], cost0, s["it"], s["acc"], s["converged"], s["lam"])
@@ -331,7 +336,7 @@ class ShootingFit(NamedTuple):
         params: the fitted :class:`~ecgi_jax.ep.APParams`; node: heart node nearest the centre;
             onset, width: the fitted onset time and patch width.
         misfit: ``‖Y − AU‖² / ‖Y‖²`` of the best start.
-        starts: ``(k, p)`` start parameters; start_nodes ``(k,)``; lm: the vmapped
+        starts: ``(k, p)`` start parameters; start_nodes ``(k,)``; lm: the
             :class:`LMResult` of every start.
         config: the :class:`ShootingConfig`.
         best: index of the fit returned (in ``starts``, ``start_nodes`` and ``lm``).
@@ -406,10 +411,13 @@ def _as_laplacian(laplacian, n, dtype):
     return laplacian
 
 
-@partial(jax.jit, static_argnames=("config", "max_iter", "tol"))
-def _lm_multi(theta0, problem, config, lower, upper, *, max_iter, tol):
+@partial(jax.jit, static_argnames=("config", "tol"))
+def _lm_multi(theta0, problem, config, lower, upper, max_iter, *, tol):
+    # One start after another, not vmapped: each LM then skips the Jacobian of its rejected
+    # trials and stops on its own (vmapped, every start pays for both and runs as long as the
+    # slowest). At 642 nodes x 400 samples, 4 vmapped Jacobians took 3.6x one: little to gain.
     fit = lambda th: levenberg_marquardt(th, problem, config, lower, upper, max_iter=max_iter, tol=tol)  # noqa: E731
-    return jax.vmap(fit)(theta0)
+    return jax.lax.map(fit, theta0)
 _residual_and_jacobian = jax.jit(residual_and_jacobian, static_argnames=("config",))
 _shoot = jax.jit(shoot, static_argnames=("config",))
 
@@ -428,6 +436,7 @@ def shooting_fit(
     fit_D: bool = True,
     fit_a: bool = True,
     max_iter: int = 20,
+    screen_iter: int = 8,
     tol: float = 1e-4,
     max_advance: float = 2.0,
     n_candidates: int = 64,
@@ -435,7 +444,7 @@ def shooting_fit(
     prior_sd=None,
     refine: int = 2,
 ) -> ShootingFit:
-    """Fit the beat parameters θ (module docstring) to ``Y ≈ A·U(θ)``; multi-start, vmapped.
+    """Fit the beat parameters θ (module docstring) to ``Y ≈ A·U(θ)``; multi-start.
 
     Args:
         Y: ``(m, t)`` body potentials, sample 0 at (about) the pacing instant.
@@ -451,11 +460,14 @@ def shooting_fit(
             an int array of nodes — centres at those nodes, onset 0;
             ``(U, V)`` or ``U`` ``(n, t)`` — a previous reconstruction (e.g. EAND-ARN's): centres at
             the ``n_starts`` earliest-activating distinct nodes, onset their activation time.
-        n_starts: number of starts (all fitted at once, vmapped); the lowest misfit wins.
+        n_starts: number of starts (fitted one after another in one compiled call); the lowest misfit wins.
         fit_D, fit_a: add ``log_D`` / ``logit_a`` to θ (both by default: with ``a`` fixed, a true
             ``a`` 20 % off is absorbed by a wrong D, and on the P-DL heart RE was 0.08–0.15
             instead of 0.006).
         max_iter, tol: LM stopping rule (see :func:`levenberg_marquardt`).
+        screen_iter: LM iterations of every start before the best is chosen; the best then runs
+            on (``max_iter`` more, freeing ``a`` with ``fit_a``). Screening with the full budget
+            spent most of a fit on starts that lose (642 nodes × 400 samples: 14.5 of 23 s).
         max_advance: how far (AP time) the onset may lie before sample 0.
         n_candidates: candidates of the pacing search.
         substeps: simulator sub-steps per sample (default: stable for ``2·D₀`` if ``fit_D``).
@@ -495,6 +507,9 @@ def shooting_fit(
         raise ValueError(f"adjacency has {len(adjacency[0]) - 1} nodes; A has {n} columns.")
     if not (isinstance(n_starts, (int, np.integer)) and n_starts >= 1):
         raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}.")
+    for name, value in (("max_iter", max_iter), ("screen_iter", screen_iter)):
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0):
+            raise ValueError(f"{name} must be a non-negative integer (LM iterations; 0: none); got {value!r}.")
     if not (isinstance(refine, (int, np.integer)) and refine >= 0):
         raise ValueError(f"refine must be a non-negative integer; got {refine!r}.")
     if not dt > 0 or not max_advance >= 0:
@@ -549,8 +564,8 @@ def shooting_fit(
     lo, hi = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
     starts, nodes = [np.asarray(theta0)], list(nodes)
 
-    def fit(theta, cfg, lo, hi):
-        return _lm_multi(jnp.asarray(theta, dtype), problem, cfg, lo, hi, max_iter=int(max_iter), tol=float(tol))
+    def fit(theta, cfg, lo, hi, iterations=max_iter):
+        return _lm_multi(jnp.asarray(theta, dtype), problem, cfg, lo, hi, jnp.asarray(iterations, jnp.int32), tol=float(tol))
 
     def fit_one_more(lm, best, theta, node):
         """LM from one more start ``theta (1, p)``, appended to the record (every start stays in
@@ -562,16 +577,17 @@ def shooting_fit(
         lm = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), lm, more)
         return lm, (len(nodes) - 1 if improved else best), improved
 
-    # With fit_a the fit is staged: every start with a fixed, then a freed from the best of them.
+    # Every start is screened with a fixed (screen_iter iterations); then a is freed from the best
+    # of them (or, without fit_a, the best runs on).
     # Fitting D and a together from the starts found worse local optima (on the P-DL heart with a
     # scar: misfit 0.0077 against 0.0051 for the nested fixed-a model). θ with logit_a = 0 *is* the
     # fixed-a model, so the first stage's results, padded with it, stay valid entries of the record.
     first = dataclasses.replace(config, fit_a=False)
     k = first.n_params
-    lm = fit(theta0[:, :k], first, lo[:k], hi[:k])
+    lm = fit(theta0[:, :k], first, lo[:k], hi[:k], min(screen_iter, max_iter))
     lm = lm._replace(theta=jnp.pad(lm.theta, ((0, 0), (0, p - k))))
     best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
-    if config.fit_a:
+    if config.fit_a or (screen_iter < max_iter and not bool(lm.converged[best])):
         lm, best, _ = fit_one_more(lm, best, lm.theta[best][None], nodes[best])
     for _ in range(refine):
         theta = np.asarray(lm.theta[best], np.float64)
