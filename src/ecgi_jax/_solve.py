@@ -155,7 +155,16 @@ def _validate(Y, A):
         raise ValueError(f"Y has {Y.shape[0]} rows but A has {A.shape[0]}: both must have M rows (leads).{hint}")
     if 0 in Y.shape or 0 in A.shape:
         raise ValueError(f"Y {Y.shape} and A {A.shape} must be non-empty (at least one lead, sample and heart node).")
+    return _working_precision(Y, A)
+
+
+def _working_precision(Y, A):
+    """``Y`` and ``A`` in their common floating dtype, at least float32: XLA's linear algebra has
+    no half-precision kernels (float16/bfloat16 inputs ended in a jaxlib ``NotImplementedError``),
+    so those are solved in float32 and the solution comes back in float32."""
     dtype = jnp.result_type(Y, A, float)
+    if jnp.finfo(dtype).bits < 32:
+        dtype = jnp.promote_types(dtype, jnp.float32)
     return Y.astype(dtype), A.astype(dtype)
 
 
@@ -170,8 +179,46 @@ _POSITIVE_GRIDS = {"lambdas": (0.0, False), "lams_s": (0.0, False), "lams_t": (0
 # Counts (integers, not bools or floats that happen to be whole): name -> smallest allowed value.
 _COUNTS = {
     "steps": 1, "chunk": 1, "patience": 0, "lbfgs_steps": 0, "n_blocks": 1, "block_depth": 1,
-    "n_layers": 1, "collocation": 1, "checkpoint_every": 1, "fourier_features": 0, "max_iter": 1, "screen_iter": 1, "n_starts": 1,
+    "n_layers": 1, "collocation": 1, "checkpoint_every": 1, "fourier_features": 0, "max_iter": 1, "screen_iter": 0, "n_starts": 1,
 }
+
+
+def _option_kind(p: inspect.Parameter) -> str | None:
+    """``"bool"``, ``"number"`` or ``None`` (anything else) for a method's option, from its default
+    or, for a ``None`` default, its annotation (``int | None`` is a number) or the shared tables."""
+    if p.name in _POSITIVE_SCALARS or p.name in _COUNTS:
+        return "number"
+    d = p.default
+    if isinstance(d, (bool, np.bool_)):
+        return "bool"
+    if isinstance(d, (int, float, np.integer, np.floating)):
+        return "number"
+    ann = p.annotation if isinstance(p.annotation, str) else ("" if p.annotation is p.empty else str(p.annotation))
+    tokens = {t.strip().removeprefix("<class '").removesuffix("'>") for t in ann.split("|")} - {"None", "NoneType", ""}
+    if tokens == {"bool"}:
+        return "bool"
+    if tokens and tokens <= {"int", "float"}:
+        return "number"
+    return None
+
+
+def check_option_types(method: str, params, options) -> None:
+    """The type of every option given to ``method`` against what its signature says: a flag must
+    be ``True``/``False`` (a string ``"yes"`` or ``"False"`` is not), a number must not be a string
+    or a bool. One layer for every method, run before any work is done; ranges are checked by
+    :func:`_check_options` and by the methods themselves."""
+    kinds = {p.name: _option_kind(p) for p in params}
+    for name, value in options.items():
+        kind = kinds.get(name)
+        if value is None or kind is None or isinstance(value, jax.core.Tracer) or name in _COUNTS or name in _POSITIVE_SCALARS:
+            continue  # counts and positive numbers: _check_options, with the bounds in the message
+        if kind == "bool" and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"option {name} must be True or False; got {type(value).__name__} {value!r} (method {method!r}).")
+        if kind == "number":
+            if isinstance(value, (str, bytes, bool, np.bool_)) or not (
+                isinstance(value, (int, float, np.integer, np.floating)) or (hasattr(value, "shape") and np.ndim(value) == 0)
+            ):
+                raise TypeError(f"option {name} must be a real number; got {type(value).__name__} {value!r} (method {method!r}).")
 
 
 def _check_options(options, n, n_t):
@@ -279,6 +326,7 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
         bad = sorted(set(options) - set(valid))
         if bad:
             raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
+    check_option_types(method, params, options)
     Y, A = _validate(Y, A)
     _check_options(options, A.shape[1], Y.shape[1])
     _check_time_samples(params, options, Y.shape[1], method)

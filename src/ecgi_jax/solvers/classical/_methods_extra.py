@@ -153,7 +153,7 @@ _ADMM_DOC = """
 
 
 def _total_variation(
-    Y, A, *, lam=None, lam_scale=1.0, gradient=None, vertices=None, adjacency=None, group=1, rho=None,
+    Y, A, *, lam=None, lam_scale=1.0, gradient=None, vertices=None, adjacency=None, group=1, rho: float | None = None,
     max_iter=2000, tol_abs=1e-7, tol_rel=1e-3, relaxation=1.6,
 ):
     """Total variation: ``‖AX − Y‖² + lam·‖GX‖_1`` with ``G`` the surface (``gradient=``) or edge
@@ -163,7 +163,7 @@ def _total_variation(
     return _admm_method("total-variation", Y, A, R, 1, lam, lam_scale, rho, max_iter, tol_abs, tol_rel, relaxation, group)
 
 
-def _l1(Y, A, *, lam=None, lam_scale=1.0, rho=None, max_iter=2000, tol_abs=1e-7, tol_rel=1e-3, relaxation=1.6):
+def _l1(Y, A, *, lam=None, lam_scale=1.0, rho: float | None = None, max_iter=2000, tol_abs=1e-7, tol_rel=1e-3, relaxation=1.6):
     """L1: ``‖AX − Y‖² + lam·‖X‖_1`` (sparse heart potentials).
 
     The prior is that most heart potentials are zero at each time. Activation maps and
@@ -179,7 +179,7 @@ _l1.__doc__ += _ADMM_DOC
 
 
 def _lp_lq_method(
-    Y, A, *, p=2.0, q=1.0, order=1, lam=None, lam_scale=1.0, eps_p=None, eps_q=None, laplacian=None, gradient=None,
+    Y, A, *, p=2.0, q=1.0, order=1, lam=None, lam_scale=1.0, eps_p: float | None = None, eps_q: float | None = None, laplacian=None, gradient=None,
     vertices=None, adjacency=None, max_iter=500, tol=1e-4,
 ):
     """Lp–Lq: ``Σ φ_p(AX − Y; ε_p) + lam·Σ φ_q(RX; ε_q)`` (``φ_r(t) = (t² + ε²)^{r/2}``), R of
@@ -231,7 +231,7 @@ def _lp_lq_method(
 
 
 def _greensite_method(
-    Y, A, *, order=2, k=None, energy=None, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, gradient=None,
+    Y, A, *, order=2, k: int | None = None, energy: float | None = None, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, gradient=None,
     vertices=None, adjacency=None, noise_std=None, tau=1.0, truth=None,
 ):
     """Greensite's isotropy method: Tikhonov of ``order`` on each of the ``k`` leading temporal

@@ -22,7 +22,7 @@ from ...ep import APParams, ap_rhs
 from ...operators import SparseOperator, adjacency_from_sparse, stencil
 from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
 from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
-from ._networks import AdaptiveResNet, FreeGrid, PDLNet
+from ._networks import ACTIVATIONS, AdaptiveResNet, FreeGrid, PDLNet
 from ._train import GradNormBalance, TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
 
 __all__ = [
@@ -113,6 +113,8 @@ class EANDARNConfig:
     def validate(self) -> "EANDARNConfig":
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {self.mode!r}.")
+        if self.activation not in ACTIVATIONS:  # before the start solution, not after it
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
         if self.derivative not in ("numerical", "autodiff"):
             raise ValueError(f"derivative must be 'numerical' or 'autodiff'; got {self.derivative!r}.")
         if self.derivative == "autodiff" and self.mode != "coordinate":
