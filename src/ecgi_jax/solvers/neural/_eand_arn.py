@@ -71,9 +71,9 @@ class EANDARNConfig:
         balance_every: ``k > 0`` rebalances the weights every ``k`` steps so that the data fit
             and the other terms together (physics, Tikhonov; their ratios as in ``weights``) pull
             with equal gradient norms (:class:`~ecgi_jax.solvers.neural.GradNormBalance`) — the
-            physics can then no longer swamp the data fit of a start that violates it; 0 (here the
-            default, the paper's method): fixed weights; ``solve(method="eand-arn")`` balances
-            every 100 steps by default. The final weights are in ``info["loss_weights"]``.
+            physics can then no longer swamp the data fit of a start that violates it; 0: fixed
+            weights (the paper's method); ``None`` (default): every 100 steps, or 0 with
+            ``learnable_weights``. The final weights are in ``info["loss_weights"]``.
         init: how the start solution enters (see :func:`eand_arn`'s ``start``):
             ``"residual"`` (default) — the network learns a correction added to the start fields
             (output layer zeroed, so training begins exactly at the start);
@@ -87,7 +87,7 @@ class EANDARNConfig:
     """
 
     mode: str = "body"
-    width: int = 256
+    width: int = 128
     n_blocks: int = 3
     block_depth: int = 2
     activation: str = "tanh"
@@ -99,12 +99,17 @@ class EANDARNConfig:
     windows: int | None = None
     weights: tuple[float, ...] = (1.0, 1.0, 1.0, 0.0, 0.0)
     learnable_weights: bool = False
-    balance_every: int = 0
+    balance_every: int | None = None
     init: str = "residual"
     architecture: str = "adaptive-resnet"
     ridge: float = 1e-6
     fit_D: bool = False
     fit_a: bool = False
+
+    def __post_init__(self):
+        # None: rebalance every 100 steps, unless the weights are learnable (two ways to set them).
+        if self.balance_every is None:
+            object.__setattr__(self, "balance_every", 0 if self.learnable_weights else 100)
 
     @property
     def fits_physics(self) -> bool:

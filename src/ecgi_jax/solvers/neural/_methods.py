@@ -37,20 +37,13 @@ def _solution(fit, name, options):
     return Solution(fit.U, name, diagnostics, options, recovery=fit.V, history=fit.history)
 
 
-def _balance_every(o: dict) -> int:
-    """``balance_every=None``: rebalance every 100 steps, unless the weights are learnable."""
-    if o["balance_every"] is None:
-        return 0 if o["learnable_weights"] else 100
-    return o["balance_every"]
-
-
 def _eand_arn_settings(o: dict):
     """``(config, train, shared keyword arguments of eand_arn)`` from the options of :func:`solve_eand_arn`."""
     cfg = EANDARNConfig(
         mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
         activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], order=o["order"],
         derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
-        learnable_weights=o["learnable_weights"], balance_every=_balance_every(o), init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
+        learnable_weights=o["learnable_weights"], balance_every=o["balance_every"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
     )
     train = TrainConfig(
         steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
@@ -71,6 +64,10 @@ def _record_eand_arn(o: dict) -> dict:
     return options
 
 
+# solve's defaults are the configs' (one set of EAND-ARN defaults, issue 19).
+_M, _T = EANDARNConfig, TrainConfig
+
+
 def solve_eand_arn(
     Y,
     A,
@@ -79,35 +76,35 @@ def solve_eand_arn(
     dt: float = 0.1,
     vertices=None,
     adjacency=None,
-    mode: str = "body",
+    mode: str = _M.mode,
     start="auto",
-    init: str = "residual",
-    width: int = 128,
-    n_blocks: int = 3,
-    block_depth: int = 2,
-    activation: str = "tanh",
-    fourier_features: int = 0,
-    adaptive: bool = True,
-    order: int = 4,
-    derivative: str = "numerical",
-    windows: int | None = None,
-    weights=(1.0, 1.0, 1.0, 0.0, 0.0),
-    learnable_weights: bool = False,
+    init: str = _M.init,
+    width: int = _M.width,
+    n_blocks: int = _M.n_blocks,
+    block_depth: int = _M.block_depth,
+    activation: str = _M.activation,
+    fourier_features: int = _M.fourier_features,
+    adaptive: bool = _M.adaptive,
+    order: int = _M.order,
+    derivative: str = _M.derivative,
+    windows: int | None = _M.windows,
+    weights=_M.weights,
+    learnable_weights: bool = _M.learnable_weights,
     balance_every: int | None = None,
-    fit_D: bool = False,
-    fit_a: bool = False,
-    physics_learning_rate: float = 1e-2,
-    steps: int = 500,
-    learning_rate: float = 2e-4,
-    patience: int = 3,
+    fit_D: bool = _M.fit_D,
+    fit_a: bool = _M.fit_a,
+    physics_learning_rate: float = _T.physics_learning_rate,
+    steps: int = _T.steps,
+    learning_rate: float = _T.learning_rate,
+    patience: int = _T.patience,
     ap_params: APParams = APParams(),
     key=None,
     truth=None,
-    progress: bool = True,
-    chunk: int = 100,
+    progress: bool = _T.progress,
+    chunk: int = _T.chunk,
     checkpoint_dir=None,
     checkpoint_every: int = 1,
-    lbfgs_steps: int = 0,
+    lbfgs_steps: int = _T.lbfgs_steps,
 ) -> Solution:
     """EAND-ARN (see :func:`~ecgi_jax.solvers.neural.eand_arn`). ``chunk``: optimizer steps per
     jitted call; ``checkpoint_dir``: save the training state every ``checkpoint_every`` chunks
@@ -164,7 +161,7 @@ def _pdl_settings(o: dict):
     steps = o["steps"]
     train = TrainConfig(
         steps=steps, learning_rate=o["learning_rate"], decay_rate=0.9, decay_steps=max(steps // 30, 1),
-        schedule="pdl", grad_clip=None, progress=o["progress"], chunk=o["chunk"],
+        schedule="pdl", grad_clip=None, progress=o["progress"], chunk=o["chunk"], patience=0,
     )
     if o["vertices"] is None:
         raise ValueError("method 'pdl' maps node coordinates to (u, v): pass vertices=(n, 3).")

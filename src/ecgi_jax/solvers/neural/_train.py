@@ -42,15 +42,18 @@ class TrainConfig:
     ``physics_learning_rate``: Adam's (constant) rate for the learnable model parameters under the
     ``"physics"`` key of the parameters (EAND-ARN's ``fit_D`` / ``fit_a``): a handful of
     log-scale numbers that must move by ~0.1–0.3, where the network's weights move by ~1e-4 a step.
+
+    The defaults are ``solve(method="eand-arn")``'s (one set: ``solve`` reads them from here and
+    from :class:`~ecgi_jax.solvers.neural.EANDARNConfig`); P-DL's entry sets its own schedule.
     """
 
-    steps: int = 3000
-    learning_rate: float = 1e-3
+    steps: int = 500
+    learning_rate: float = 2e-4
     decay_rate: float = 0.5
     decay_steps: int = 2000
     min_learning_rate: float = 1e-5
     chunk: int = 100
-    patience: int = 0
+    patience: int = 3
     min_delta: float = 1e-4
     grad_clip: float | None = 1.0
     progress: bool = True
