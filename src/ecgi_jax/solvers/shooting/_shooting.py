@@ -271,9 +271,9 @@ def levenberg_marquardt(theta0, problem: ShootingProblem, config: ShootingConfig
         step = jnp.linalg.solve(H + jnp.diag(damp), -g)
         trial = jnp.clip(s["theta"] + step, lower, upper)
         # The trial's residual alone decides; the Jacobian (p tangents: ~8x a residual) is
-        # computed only for an accepted trial. About half the trials are rejected, so this
-        # saved ~30 % of the multi-start stage at 642 x 400 (18.5 -> 13 s) -- where ``cond`` really branches, i.e. not under ``vmap``
-        # (which turns it into a select); :func:`shooting_fit` maps over its starts for that.
+        # computed only for an accepted trial. About half the trials are rejected, so this saved
+        # ~30 % of the multi-start stage at 642 x 400 (18.5 -> 13 s), where ``cond`` really
+        # branches: not under ``vmap``, which turns it into a select (shooting_fit maps instead).
         r_t = residual(trial, problem, config)
         cost_t = jnp.dot(r_t, r_t, precision=_HI)
         accept = jnp.isfinite(cost_t) & (cost_t < s["cost"])
