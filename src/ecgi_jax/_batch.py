@@ -358,7 +358,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
             raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
     if "key" in options:
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
-    S.check_option_types(method, list(inspect.signature(fn).parameters.values())[2:], options)
+    S.check_option_types(method, options)
     Y, A = _validate_batch(Y, A)
     n_problems = Y.shape[0]
     _check_batch_options(options, n_problems, A.shape[-1], Y.shape[-1])

@@ -81,11 +81,14 @@ def register_method(name: str, fn: Callable[..., Solution], description: str, *,
     METHODS[name] = str(description)
 
 
+def _option_parameters(name: str) -> list[inspect.Parameter]:
+    """A registered method's parameters after ``(Y, A)``: its options."""
+    return list(inspect.signature(_get(name)).parameters.values())[2:]
+
+
 def method_options(name: str) -> dict[str, Any]:
     """The options of a registered method and their defaults (``inspect.Parameter.empty`` if none)."""
-    fn = _get(name)
-    params = list(inspect.signature(fn).parameters.values())[2:]
-    return {p.name: p.default for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return {p.name: p.default for p in _option_parameters(name) if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def methods_table() -> str:
@@ -202,12 +205,12 @@ def _option_kind(p: inspect.Parameter) -> str | None:
     return None
 
 
-def check_option_types(method: str, params, options) -> None:
+def check_option_types(method: str, options) -> None:
     """The type of every option given to ``method`` against what its signature says: a flag must
     be ``True``/``False`` (a string ``"yes"`` or ``"False"`` is not), a number must not be a string
     or a bool. One layer for every method, run before any work is done; ranges are checked by
     :func:`_check_options` and by the methods themselves."""
-    kinds = {p.name: _option_kind(p) for p in params}
+    kinds = {p.name: _option_kind(p) for p in _option_parameters(method)}
     for name, value in options.items():
         kind = kinds.get(name)
         if value is None or kind is None or isinstance(value, jax.core.Tracer) or name in _COUNTS or name in _POSITIVE_SCALARS:
@@ -319,14 +322,13 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
     if not isinstance(method, str):
         raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(_REGISTRY))}.")
     fn = _get(method)
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())[2:]
+    params = _option_parameters(method)
     if not any(p.kind == p.VAR_KEYWORD for p in params):
         valid = [p.name for p in params]
         bad = sorted(set(options) - set(valid))
         if bad:
             raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
-    check_option_types(method, params, options)
+    check_option_types(method, options)
     Y, A = _validate(Y, A)
     _check_options(options, A.shape[1], Y.shape[1])
     _check_time_samples(params, options, Y.shape[1], method)
