@@ -227,3 +227,18 @@ def test_solve_refuses_a_bad_checkpoint_dir_before_training(tmp_path):
     with pytest.raises(ValueError, match="runs holds other files \\('1', '3', '7'\\)"):
         solve(Y, A, method="eand-arn", checkpoint_dir=tmp_path / "runs", **kw)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["1", "3", "7"]
+
+
+@pytest.mark.parametrize("change", [{"activation": "sin"}, {"order": 2}, {"balance_every": 7}])
+def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path, change):
+    # Same data, key, initial weights and training loop: only what the step computes differs, so
+    # without the model settings in the fingerprint the run would resume into the wrong network.
+    namespace = {}
+    exec(PROBLEM, namespace)
+    Y, A, kw = namespace["problem"]()
+    kw["steps"] = 4
+    solve(Y, A, method="eand-arn", checkpoint_dir=tmp_path, **kw)
+    with pytest.raises(ValueError, match="different training run"):
+        solve(Y, A, method="eand-arn", checkpoint_dir=tmp_path, **{**kw, **change})
+    again = solve(Y, A, method="eand-arn", checkpoint_dir=tmp_path, **kw)  # the same run still resumes
+    assert again.diagnostics["resumed_at_chunk"] == 2

@@ -166,8 +166,8 @@ class TrainingCheckpoint:
             raise self._unreadable(e) from e
         if meta.get("fingerprint") != self.fingerprint:
             raise ValueError(
-                f"the checkpoint in {self.directory} was written by a different training run (other data, "
-                "initial state, key or training settings). Use a new checkpoint_dir, or delete this one to start over."
+                f"the checkpoint in {self.directory} was written by a different training run (other data, model or loss "
+                "settings, initial state, key, training settings or package version). Use a new checkpoint_dir, or delete this one to start over."
             )
         try:
             template = {"state": state, "key": _key_data(key)}

@@ -551,7 +551,7 @@ def eand_arn(
         monitor = lambda s: {"rel_error": jnp.linalg.norm(fields(s.params, problem)[0] - truth) / jnp.linalg.norm(truth)}
     state, history, info = run_training(
         step, setup.state, problem, setup.key, train, names=TERMS, monitor=monitor,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, step_settings=_step_settings(config),
     )
     params = state.params
     if train.lbfgs_steps and info["stopped"] != "diverged":
@@ -566,6 +566,12 @@ def eand_arn(
         info["lbfgs_final_loss"] = float(loss_fn(params, problem, jnp.arange(n_t))[0])
     U, V = fields(params, problem)
     return _neural_fit(U, V, params, graphdef, history, info, setup.info, problem.ap, state.weights)
+
+
+def _step_settings(config: EANDARNConfig) -> dict:
+    # Everything that changes what the training step computes from the same parameter arrays
+    # (an activation or stencil order resumed from another run's checkpoint would be wrong silently).
+    return {"method": "eand-arn", "config": dataclasses.asdict(config)}
 
 
 def _stack(trees):
@@ -642,7 +648,7 @@ def eand_arn_batch(
 
     state, histories, infos = run_training(
         step, state, problem, key, train, names=TERMS, monitor=monitor, batched=True,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, step_settings=_step_settings(config),
     )
     U, V = fields(state.params, problem)
     fits = []

@@ -233,6 +233,15 @@ def _split(key, n, batched):
     return key, jax.random.split(sub, n)
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ecgi_jax")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def run_training(
     step,
     state: TrainState,
@@ -245,6 +254,7 @@ def run_training(
     batched: bool = False,
     checkpoint_dir=None,
     checkpoint_every: int = 1,
+    step_settings=None,
 ):
     """Run ``cfg.steps`` steps in fused chunks; returns ``(state, history, info)``.
 
@@ -272,6 +282,11 @@ def run_training(
             refused (``ValueError``), and so, before anything is trained, is a path that is a file
             or a folder holding anything but this library's checkpoints (nothing there is deleted).
         checkpoint_every: chunks between checkpoints.
+        step_settings: a JSON-serializable description of what ``step`` computes (the model
+            and loss settings, the method's name). It is part of the checkpoint's fingerprint,
+            so a run whose network or loss differ from the checkpoint's is refused instead of
+            resuming into weights the new step would read differently. The data, initial state,
+            key, ``cfg`` and the package version are always part of it.
 
     Raises:
         ValueError: ``checkpoint_every < 1``; a ``checkpoint_dir`` that is a file or holds other
@@ -292,10 +307,11 @@ def run_training(
     if checkpoint_dir is not None:
         from ..._checkpoint import TrainingCheckpoint, fingerprint
 
-        settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
-        ckpt = TrainingCheckpoint(
-            checkpoint_dir, fingerprint(state, problem, key, extra={"train": settings, "names": list(names), "batched": batched})
-        )
+        settings = {
+            "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"},
+            "step": step_settings, "names": list(names), "batched": batched, "version": _package_version(),
+        }
+        ckpt = TrainingCheckpoint(checkpoint_dir, fingerprint(state, problem, key, extra=settings))
         found = ckpt.restore(state, key)
         if found is not None:
             state, key, meta = found
