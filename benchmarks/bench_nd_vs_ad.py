@@ -60,7 +60,7 @@ def run(args) -> dict:
 
         def residual_nd(p, pr):
             U, V = evaluate_fields(graphdef, (p, fixed), pr.inputs, t_idx, "coordinate")
-            ru, rv = ap_residual(U, V, pr.laplacian, pr.ap, pr.dt, order=4, mode="same")
+            ru, rv = ap_residual(U, V, pr.laplacian, pr.ap, pr.dt, stencil_order=4, mode="same")
             return jnp.mean(ru**2) + jnp.mean(rv**2)
 
         def residual_ad(p, pr):
@@ -69,7 +69,7 @@ def run(args) -> dict:
             return jnp.mean((dU - fu) ** 2) + jnp.mean((dV - fv) ** 2)
 
         def loss(derivative):
-            return lambda p, pr: jnp.sum(physics_loss((p, fixed), graphdef, pr, t_idx, mode="coordinate", order=4,
+            return lambda p, pr: jnp.sum(physics_loss((p, fixed), graphdef, pr, t_idx, mode="coordinate", stencil_order=4,
                                                       derivative=derivative))
 
         variants = {"residual": (residual_nd, residual_ad), "loss": (loss("numerical"), loss("autodiff"))}

@@ -82,7 +82,7 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
 
     def loss_fn(p, problem, t_idx):
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
-        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
+        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, stencil_order=cfg.stencil_order, derivative=cfg.derivative)
         return combine_terms(terms, weights, p.get("log_sigma")), terms
 
     r = stencil(1, cfg.order).radius

@@ -91,7 +91,7 @@ def main(argv=None):
                         cc=float(mean_correlation(sol.U, case.U, "time")),
                         cc_space=float(mean_correlation(sol.U, case.U, "space")),
                         at_mae=float(at.mae), at_cc=float(at.correlation),
-                        lam=d.get("lam", d.get("lam_s")), lam_t=d.get("lam_t"), k=d.get("k"),
+                        lam=d.get("lam", d.get("lam_s")), lam_t=d.get("lam_t"), rank=d.get("rank"),
                         noise_std_true=noise_std, noise_std_used=d.get("noise_std"),
                         time_s=time.perf_counter() - t0,
                     )

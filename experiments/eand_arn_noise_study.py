@@ -91,7 +91,7 @@ VARIANTS = {
     "coordinate": {"mode": "coordinate", "width": 64},
     "ad-time": {"mode": "coordinate", "width": 64, "derivative": "autodiff"},
     "plain-res": {"adaptive": False},
-    "stencil3": {"order": 2},
+    "stencil3": {"stencil_order": 2},
     "free-grid": {"mode": "grid"},
     "free-grid-tik": {"mode": "grid", "start": "tikhonov"},
     "tik-start": {"start": "tikhonov"},
@@ -105,7 +105,7 @@ TIK_TRAIN = {"start": "tikhonov", "weights": (1.0, 1e-3, 1e-3, 0.0, 0.0), "balan
 VARIANTS.update({
     "tik-train": TIK_TRAIN,
     "tik-train-plain": {**TIK_TRAIN, "adaptive": False},
-    "tik-train-stencil3": {**TIK_TRAIN, "order": 2},
+    "tik-train-stencil3": {**TIK_TRAIN, "stencil_order": 2},
     "tik-train-coordinate": {**TIK_TRAIN, "mode": "coordinate", "width": 64},
     "tik-train-ad": {**TIK_TRAIN, "mode": "coordinate", "width": 64, "derivative": "autodiff"},
     "tik-train-grid": {**TIK_TRAIN, "mode": "grid"},
@@ -117,7 +117,7 @@ TIK_BALANCED = {"start": "tikhonov", "weights": (1.0, 1.0, 1.0, 0.0, 0.0), "bala
 VARIANTS.update({
     "tik-balanced": TIK_BALANCED,
     "tik-balanced-plain": {**TIK_BALANCED, "adaptive": False},
-    "tik-balanced-stencil3": {**TIK_BALANCED, "order": 2},
+    "tik-balanced-stencil3": {**TIK_BALANCED, "stencil_order": 2},
     "tik-balanced-grid": {**TIK_BALANCED, "mode": "grid"},
     "tik-balanced-coordinate": {**TIK_BALANCED, "mode": "coordinate", "width": 64},
     "tik-balanced-ad": {**TIK_BALANCED, "mode": "coordinate", "width": 64, "derivative": "autodiff"},

@@ -43,7 +43,7 @@ def test_gauss_newton_matches_autodiff(case, x64):
 def test_recovers_activation_map_through_solve(case):
     h, A, tau, t, Y, L, pole = case
     noisy = Y + 0.01 * np.abs(Y).max() * np.random.default_rng(0).standard_normal(Y.shape).astype(np.float32)
-    sol = ecgi_jax.solve(noisy, A, method="activation-based", laplacian=L, dt=1.0, width=WIDTH)
+    sol = ecgi_jax.solve(noisy, A, method="activation-based", laplacian=L, dt=1.0, upstroke_width=WIDTH)
     est = np.asarray(sol.diagnostics["activation_times"])
     # Measured (162 + 162 nodes, 1 % noise, constant start at 80 ms): MAE 1.4 ms, CC 0.997.
     assert np.abs(est - tau).mean() < 2.5
@@ -52,15 +52,29 @@ def test_recovers_activation_map_through_solve(case):
     assert np.linalg.norm(h.vertices[k] - pole) < 1e-9
     assert sol.potentials.shape == (h.n_vertices, t.size)
     assert float(sol.diagnostics["misfit"]) < 0.01
-    assert sol.options["width"] == WIDTH
+    assert sol.options["upstroke_width"] == WIDTH
+
+
+def test_a_change_of_time_unit_changes_nothing_but_the_times(case):
+    # dt and the widths scaled together (samples in ms vs in AP units): the same fit, times scaled.
+    h, A, tau, t, Y, L, _ = case
+    kw = dict(laplacian=L, max_iter=5, stages=2)
+    one = ecgi_jax.solve(Y, A, method="activation-based", dt=1.0, upstroke_width=WIDTH, **kw)
+    tenth = ecgi_jax.solve(Y, A, method="activation-based", dt=0.1, upstroke_width=0.1 * WIDTH, **kw)
+    np.testing.assert_allclose(np.asarray(tenth.potentials), np.asarray(one.potentials), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(tenth.diagnostics["activation_times"]), 0.1 * np.asarray(one.diagnostics["activation_times"]), rtol=1e-4, atol=1e-4
+    )
+    default = ecgi_jax.solve(Y, A, method="activation-based", **kw)  # dt 0.1, width 3 samples
+    assert default.options["dt"] == 0.1 and default.options["upstroke_width"] == pytest.approx(0.3)
 
 
 def test_bad_options(case):
     h, A, tau, t, Y, L, _ = case
-    with pytest.raises(ValueError, match="width"):
-        ecgi_jax.solve(Y, A, method="activation-based", width=0.0)
-    with pytest.raises(ValueError, match="width_start"):
-        ecgi_jax.solve(Y, A, method="activation-based", width=5.0, width_start=1.0)
+    with pytest.raises(ValueError, match="option upstroke_width must be > 0"):
+        ecgi_jax.solve(Y, A, method="activation-based", upstroke_width=0.0)
+    with pytest.raises(ValueError, match="option upstroke_width_start"):
+        ecgi_jax.solve(Y, A, method="activation-based", upstroke_width=5.0, upstroke_width_start=1.0)
     with pytest.raises(ValueError, match="tau0"):
         ecgi_jax.solve(Y, A, method="activation-based", tau0=np.zeros(3))
     with pytest.raises(ValueError, match="laplacian"):

@@ -229,7 +229,7 @@ def test_solve_refuses_a_bad_checkpoint_dir_before_training(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["1", "3", "7"]
 
 
-@pytest.mark.parametrize("change", [{"activation": "sin"}, {"order": 2}, {"balance_every": 7}])
+@pytest.mark.parametrize("change", [{"activation": "sin"}, {"stencil_order": 2}, {"balance_every": 7}])
 def test_resume_with_other_model_or_loss_settings_is_refused(tmp_path, change):
     # Same data, key, initial weights and training loop: only what the step computes differs, so
     # without the model settings in the fingerprint the run would resume into the wrong network.

@@ -207,12 +207,12 @@ def test_greensite_solve_door(x64):
     A, Y = _problem(t=9)
     L = np.diff(np.eye(A.shape[1]), 2, axis=0)
     lap = L.T @ L  # (N, N)
-    a = E.solve(Y, A, method="greensite", laplacian=lap, k=9, lam=0.05)
+    a = E.solve(Y, A, method="greensite", laplacian=lap, n_components=9, lam=0.05)
     b = E.solve(Y, A, method="tikhonov-2", laplacian=lap, lam=0.05)
     np.testing.assert_allclose(a.potentials, b.potentials, rtol=1e-9, atol=1e-11)
     c = E.solve(Y, A, method="greensite", laplacian=lap, energy=0.9)
-    assert 1 <= c.diagnostics["k"] <= 9 and c.diagnostics["energy_kept"] >= 0.9
-    assert len(c.diagnostics["lams"]) == c.diagnostics["k"]
+    assert 1 <= c.diagnostics["n_components"] <= 9 and c.diagnostics["energy_kept"] >= 0.9
+    assert len(c.diagnostics["lams"]) == c.diagnostics["n_components"]
 
 
 # ------------------------------------------------------------------------------------ CV
@@ -273,5 +273,5 @@ def test_bad_options_raise():
         E.solve(Y, A, method="l1", relaxation=2.5)
     with pytest.raises(ValueError, match="q must lie"):
         E.solve(Y, A, method="lp-lq", order=0, q=3.0)
-    with pytest.raises(ValueError, match="k must be an integer"):
-        E.solve(Y, A, method="greensite", order=0, k=99)
+    with pytest.raises(ValueError, match="option n_components must be an integer in \\[1, "):
+        E.solve(Y, A, method="greensite", order=0, n_components=99)

@@ -86,7 +86,7 @@ def test_nd_residual_small_on_simulated_trajectory_and_shrinks_with_dt(x64, pdl)
     res = {}
     for dt, n in [(0.1, 201), (0.05, 401)]:
         U, V = simulate(L, u0, dt=dt, n_samples=n, substeps=int(round(dt / 0.001)))
-        ru, rv = ap_residual(U, V, L, APParams(), dt, order=4)
+        ru, rv = ap_residual(U, V, L, APParams(), dt, stencil_order=4)
         # compare on the common time window [1, 19]
         sl = slice(int(round(1 / dt)), int(round(19 / dt)) + 1)
         res[dt] = float(jnp.sqrt(jnp.mean(ru[:, sl] ** 2)))

@@ -60,13 +60,13 @@ def test_physics_loss_is_small_at_the_truth(tiny):
     model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     truth = _problem(mesh, lap, A, Y, (U, V))
-    terms = physics_loss((params, rest), graphdef, truth, jnp.arange(N_T), mode="body", order=4, derivative="numerical")
+    terms = physics_loss((params, rest), graphdef, truth, jnp.arange(N_T), mode="body", stencil_order=4, derivative="numerical")
     assert float(terms[0]) < 1e-10  # data
     assert float(terms[1]) < 1e-3 and float(terms[2]) < 1e-5  # AP residual: stencil error only
     # The same fields with the pacing site moved violate the data and the physics.
     U2, V2 = simulate(lap, jnp.zeros(mesh.n_vertices).at[90].set(1.0), n_samples=N_T)
     wrong = _problem(mesh, lap, A, Y, (U2, V2))
-    terms2 = physics_loss((params, rest), graphdef, wrong, jnp.arange(N_T), mode="body", order=4, derivative="numerical")
+    terms2 = physics_loss((params, rest), graphdef, wrong, jnp.arange(N_T), mode="body", stencil_order=4, derivative="numerical")
     assert float(terms2[0]) > 1e3 * float(terms[0]) + 1e-3
 
 
@@ -86,7 +86,7 @@ def test_loss_gradient_matches_finite_differences(tiny, x64, mode, derivative):
     weights = jnp.array([1.0, 1.0, 1.0, 0.1, 0.1])
 
     def total(p):
-        terms = physics_loss((p, rest), graphdef, problem, t_idx, mode=mode, order=4, derivative=derivative)
+        terms = physics_loss((p, rest), graphdef, problem, t_idx, mode=mode, stencil_order=4, derivative=derivative)
         return jnp.sum(weights * terms)
 
     flat, unravel = jax.flatten_util.ravel_pytree(params)
@@ -117,12 +117,12 @@ def test_free_grid_loss_is_the_loss_of_the_fields_themselves(tiny, x64):
 
     def by_hand(dU, dV):
         Uh, Vh = U0 + dU, V0 + dV
-        ru, rv = ap_residual(Uh, Vh, lap64, APParams(), 0.1, order=4, mode="same")
+        ru, rv = ap_residual(Uh, Vh, lap64, APParams(), 0.1, stencil_order=4, mode="same")
         data = jnp.mean((A @ Uh - Y) ** 2) / jnp.var(Y)
         return jnp.stack([data, jnp.mean(ru**2), jnp.mean(rv**2), jnp.mean(Uh**2), jnp.mean((lap64 @ Uh) ** 2)])
 
     def through_the_solver(p):
-        return physics_loss((p, rest), graphdef, problem, jnp.arange(N_T), mode="grid", order=4, derivative="numerical")
+        return physics_loss((p, rest), graphdef, problem, jnp.arange(N_T), mode="grid", stencil_order=4, derivative="numerical")
 
     np.testing.assert_allclose(through_the_solver(params), by_hand(dU, dV), rtol=1e-12)
     g = jax.grad(lambda p: jnp.sum(through_the_solver(p)))(params)
@@ -143,7 +143,7 @@ def test_loss_jit_matches_eager_and_vmap_matches_loop(tiny):
     problems = [_problem(mesh, lap, A, y, (U, V)) for y in Ys]
 
     def loss(problem):
-        return physics_loss((params, rest), graphdef, problem, jnp.arange(N_T), mode="body", order=4, derivative="numerical")
+        return physics_loss((params, rest), graphdef, problem, jnp.arange(N_T), mode="body", stencil_order=4, derivative="numerical")
 
     eager = loss(problems[0])
     np.testing.assert_allclose(jax.jit(loss)(problems[0]), eager, rtol=1e-5)
@@ -161,10 +161,10 @@ def test_windows_residual_matches_full_residual_at_centres(tiny):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     problem = _problem(mesh, lap, A, Y)
     Uf, Vf = evaluate_fields(graphdef, (params, rest), problem.inputs, jnp.arange(N_T), "body")
-    ru, _ = ap_residual(Uf, Vf, lap, APParams(), 0.1, order=4, mode="same")
+    ru, _ = ap_residual(Uf, Vf, lap, APParams(), 0.1, stencil_order=4, mode="same")
     windows = jnp.array([[3, 4, 5, 6, 7], [20, 21, 22, 23, 24]])
     Uw, Vw = evaluate_fields(graphdef, (params, rest), problem.inputs, windows, "body")
-    rw, _ = ap_residual(Uw, Vw, lap, APParams(), 0.1, order=4, mode="valid")
+    rw, _ = ap_residual(Uw, Vw, lap, APParams(), 0.1, stencil_order=4, mode="valid")
     np.testing.assert_allclose(rw[:, :, 0], ru[:, [5, 22]], rtol=1e-4, atol=1e-5)
 
 
@@ -279,7 +279,7 @@ def test_bad_configuration_is_rejected():
     with pytest.raises(ValueError, match="init"):
         EANDARNConfig(init="magic").validate()
     with pytest.raises(ValueError, match="order"):
-        EANDARNConfig(order=3).validate()
+        EANDARNConfig(stencil_order=3).validate()
     with pytest.raises(ValueError, match="mode='grid' has none"):
         EANDARNConfig(mode="grid", init="head").validate()
 
@@ -337,7 +337,7 @@ def test_physics_parameters_gradient_matches_finite_differences(tiny, x64):
 
     def residual_energy(eta):
         ap = fitted_ap_params(APParams(), {"log_D": eta[0], "logit_a": eta[1]})
-        ru, rv = ap_residual(U, V, lap64, ap, 0.1, order=4, mode="same")
+        ru, rv = ap_residual(U, V, lap64, ap, 0.1, stencil_order=4, mode="same")
         return jnp.mean(ru**2) + jnp.mean(rv**2)
 
     eta = jnp.array([0.1, -0.2])

@@ -146,15 +146,15 @@ BAD_INPUTS = [
     pytest.param(lambda: _solve(method="tikhonov-1", gradient=np.ones((5, 7))), ValueError, "gradient has shape", id="solve-gradient-shape"),
     pytest.param(lambda: _solve(method="spatiotemporal", laplacian=_problem()[2], temporal=np.eye(5)), ValueError, "temporal has shape", id="solve-temporal-shape"),
     pytest.param(lambda: _solve(Y=_problem()[0][:, :2], method="spatiotemporal", laplacian=_problem()[2]), ValueError, "needs at least 3 time samples", id="solve-too-few-samples"),
-    pytest.param(lambda: _solve(method="tsvd", k=0), ValueError, "k must be an integer in", id="solve-tsvd-k-zero"),
+    pytest.param(lambda: _solve(method="tsvd", rank=0), ValueError, "option rank must be an integer in", id="solve-tsvd-k-zero"),
     pytest.param(lambda: _solve(method="tikhonov-0", lambda_rule="magic"), ValueError, "valid rules", id="solve-unknown-rule"),
     pytest.param(lambda: _solve(method="tikhonov-2"), ValueError, "laplacian=", id="solve-missing-laplacian"),
     pytest.param(
         lambda: solve(*_disconnected_laplacian_problem()[:2], method="tikhonov-2", laplacian=_disconnected_laplacian_problem()[2]),
         ValueError, "disconnected parts", id="solve-shared-null-space-2-components",
     ),
-    pytest.param(lambda: _solve(Y=_problem()[0][:, :4], method="eand-arn"), ValueError, "order=4 needs at least 5 time samples", id="solve-neural-too-few-samples"),
-    pytest.param(lambda: _solve(method="eand-arn", order=3), ValueError, "order must be an even integer", id="solve-neural-odd-order"),
+    pytest.param(lambda: _solve(Y=_problem()[0][:, :4], method="eand-arn"), ValueError, "stencil_order=4 needs at least 5 time samples", id="solve-neural-too-few-samples"),
+    pytest.param(lambda: _solve(method="eand-arn", stencil_order=3), ValueError, "stencil_order must be an even integer", id="solve-neural-odd-order"),
     pytest.param(lambda: _solve(method="eand-arn", learning_rate=0.0), ValueError, "option learning_rate must", id="solve-neural-zero-learning-rate"),
     pytest.param(lambda: _solve(method="eand-arn", vertices=np.zeros((20, 2))), ValueError, "vertices has shape", id="solve-vertices-shape"),
     pytest.param(lambda: _solve(method="eand-arn", ap_params=APParams(D=0.0)), ValueError, "parameter D must be finite and positive", id="solve-neural-zero-D"),
@@ -261,7 +261,7 @@ BAD_INPUTS = [
     pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], steps=1.5), TypeError, "option steps must be an integer; got float", id="solve-steps-float"),
     pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], patience=-1), ValueError, "option patience must be an integer >= 0", id="solve-negative-patience"),
     pytest.param(lambda: _solve(method="eand-arn", laplacian=_problem()[2], key=0), TypeError, "option key must be a PRNG key", id="solve-int-key"),
-    pytest.param(lambda: _solve(method="spatiotemporal", laplacian=_problem()[2], spatial_order=5), ValueError, "spatial_order must be 0, 1 or 2", id="solve-spatial-order-5"),
+    pytest.param(lambda: _solve(method="spatiotemporal", laplacian=_problem()[2], order=5), ValueError, "option order must be 0, 1 or 2", id="solve-spatial-order-5"),
     pytest.param(lambda: __import__("ecgi_jax").solve_batch(np.stack([_problem()[0]] * 2), _problem()[1], method="tikhonov-0", lam="0.1"), TypeError, "option lam must be a real number", id="batch-lam-string"),
     # ---- the non-crime generator, the waveform template, the other ionic models
     pytest.param(lambda: _noncrime().make_noncrime_case(0, None, 0), TypeError, "key must be a PRNG key.*got int", id="noncrime-int-key"),
@@ -454,7 +454,7 @@ def _classical_runs(Y, A, L):
     return {
         "tikhonov-0": solve(Y, A, method="tikhonov-0", lam=1e-2).U,
         "tikhonov-2": solve(Y, A, method="tikhonov-2", laplacian=L, lam=1e-2).U,
-        "tsvd": solve(Y, A, method="tsvd", k=8).U,
+        "tsvd": solve(Y, A, method="tsvd", rank=8).U,
         "spatiotemporal": solve(Y, A, method="spatiotemporal", laplacian=L, lam_s=1e-2, lam_t=1e-3).U,
     }
 

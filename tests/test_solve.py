@@ -63,8 +63,8 @@ def test_solve_classical_methods():
     assert so.diagnostics["benchmark_only"] is True
     s1 = solve(Y, A, method="tikhonov-1", gradient=np.diff(np.eye(20), axis=0), lam=1e-2)
     assert s1.U.shape == X.shape
-    st = solve(Y, A, method="tsvd", k=5)
-    assert st.diagnostics["k"] == 5
+    st = solve(Y, A, method="tsvd", rank=5)
+    assert st.diagnostics["rank"] == 5
     sp = solve(Y, A, method="spatiotemporal", laplacian=L, lam_s=1e-3, lam_t=1e-4)
     assert sp.U.shape == X.shape and sp.recovery is None
 
@@ -127,3 +127,45 @@ def test_spatiotemporal_lam_t_alone_is_used_and_a_value_with_its_grid_is_refused
     for kw in (dict(lam_s=0.1, lams_s=[0.1, 1.0]), dict(lam_t=0.1, lams_t=[0.0, 1.0])):
         with pytest.raises(ValueError, match="not both"):
             solve(Y, A, method="spatiotemporal", laplacian=L, **kw)
+
+
+def test_spatiotemporal_rule_does_not_depend_on_the_time_unit():
+    """The λ rule balances the temporal weight against the data, so dt (the sample spacing, 0.1 by
+    default as in every method) only rescales the chosen lam_t by dt²: the same map comes back."""
+    Y, A, L = _small(t=12)[:3]
+    one = solve(Y, A, method="spatiotemporal", laplacian=L, dt=1.0)
+    default = solve(Y, A, method="spatiotemporal", laplacian=L)
+    assert default.options["dt"] == 0.1
+    np.testing.assert_allclose(default.U, one.U, rtol=1e-4, atol=1e-5)
+    assert default.diagnostics["lam_t"] == pytest.approx(0.01 * one.diagnostics["lam_t"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "method, old, new",
+    [("eand-arn", "order", "stencil_order"), ("spatiotemporal", "spatial_order", "order"), ("tsvd", "k", "rank"),
+     ("greensite", "k", "n_components"), ("activation-based", "width", "upstroke_width")],
+)
+def test_a_renamed_option_names_its_new_name(method, old, new):
+    from ecgi_jax import method_options, solve_batch
+
+    assert new in method_options(method) and old not in method_options(method)
+    Y, A = _small(t=12)[:2]
+    for call in (lambda: solve(Y, A, method=method, **{old: 2}), lambda: solve_batch(Y[None], A, method=method, **{old: 2})):
+        with pytest.raises(TypeError, match=f"'{old}' is now '{new}'"):
+            call()
+
+
+def test_an_option_name_means_one_thing_in_every_method():
+    """Options shared by several methods have one default (hence one meaning) — except the few
+    listed, whose meaning is the same and whose default is the method's own choice."""
+    import collections
+
+    from ecgi_jax import METHODS, method_options
+
+    own_default = {"lam", "order", "max_iter", "steps", "learning_rate", "progress", "fit_D", "fit_a", "start", "width"}
+    defaults = collections.defaultdict(set)
+    for m in METHODS:
+        for name, value in method_options(m).items():
+            defaults[name].add(repr(value))
+    clashes = {n: v for n, v in defaults.items() if len(v) > 1 and n not in own_default}
+    assert not clashes, clashes

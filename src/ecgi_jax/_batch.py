@@ -113,7 +113,7 @@ def _path_outputs(path, choice, noise):
 def _classical_core(Y, A, R, lambdas, truth, noise_std, tau, fixed, *, kind, rule, shared):
     """Batched factorization (once if ``shared``), path, rule and solution.
 
-    ``rule=None``: the fixed λ (or ``k``) ``fixed`` instead of a path.
+    ``rule=None``: the fixed λ (or TSVD rank) ``fixed`` instead of a path.
     """
 
     def one(y, factor, a, t, sigma):
@@ -145,7 +145,7 @@ def _np(x):
 def _classical_diagnostics(out, b, kind, rule, fixed, noise_given):
     """``Solution.diagnostics`` of problem ``b``, the same entries :func:`solve` reports."""
     if rule is None:
-        key = "k" if kind == "tsvd" else "lam"
+        key = "rank" if kind == "tsvd" else "lam"
         value = int(fixed) if kind == "tsvd" else float(fixed)
         return {key: value, "lambda_rule": None, "residual_norm": float(out["residual_norm"][b])}
     i = int(out["index"][b])
@@ -162,7 +162,7 @@ def _classical_diagnostics(out, b, kind, rule, fixed, noise_given):
     if out["errors"] is not None:
         diag["relative_errors"] = _np(out["errors"][b])  # BENCHMARK-ONLY curve
     if kind == "tsvd":
-        diag["k"] = int(round(diag["lam"]))
+        diag["rank"] = int(round(diag["lam"]))
     return diag
 
 
@@ -176,13 +176,13 @@ def _batch_classical(name, kind, order):
         n_problems, n, dtype = Y.shape[0], A.shape[-1], Y.dtype
         shared = A.ndim == 2
         rule = o["lambda_rule"]
-        fixed = o.get("k") if kind == "tsvd" else o["lam"]
+        fixed = o["rank"] if kind == "tsvd" else o["lam"]
         if fixed is not None:
             rule = None
             if kind == "tsvd":
                 p = min(A.shape[-2:])
                 if not (isinstance(fixed, (int, np.integer)) and 1 <= fixed <= p):
-                    raise ValueError(f"k must be an integer in [1, {p}]; got {fixed!r}.")
+                    raise ValueError(f"option rank must be an integer in [1, {p}]; got {fixed!r}.")
             elif not float(fixed) > 0:
                 raise ValueError(f"lam must be positive; got {fixed}.")
         elif rule == "oracle" and o["truth"] is None:
@@ -350,12 +350,8 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
         TypeError: an option the method does not take (listing the valid ones), ``key=`` given
             instead of ``keys=``.
     """
-    fn = S._get(method)
-    valid = method_options(method)
-    if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
-        bad = sorted(set(options) - set(valid))
-        if bad:
-            raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
+    S._get(method)  # an unknown method: ValueError naming the valid ones
+    S.check_option_names(method, options)
     if "key" in options:
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
     S.check_option_types(method, options)
@@ -378,7 +374,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
         sols = batched(Y, A, keys=keys, place=place, replicate=replicate, **options)
     jax.block_until_ready([s.potentials for s in sols])
     elapsed = time.perf_counter() - t0
-    defaults = {k: v for k, v in valid.items() if v is not inspect.Parameter.empty}
+    defaults = {k: v for k, v in method_options(method).items() if v is not inspect.Parameter.empty}
     out = []
     for b, sol in enumerate(sols):
         used = {**defaults, **sol.options, **options}

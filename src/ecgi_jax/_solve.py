@@ -205,6 +205,32 @@ def _option_kind(p: inspect.Parameter) -> str | None:
     return None
 
 
+#: Options renamed so that a name means one thing in every method: method -> {old: new}.
+RENAMED_OPTIONS: dict[str, dict[str, str]] = {
+    "eand-arn": {"order": "stencil_order"},
+    "spatiotemporal": {"spatial_order": "order"},
+    "tsvd": {"k": "rank"},
+    "greensite": {"k": "n_components"},
+    "activation-based": {"width": "upstroke_width", "width_start": "upstroke_width_start"},
+}
+
+
+def check_option_names(method: str, options) -> None:
+    """Refuse an option ``method`` does not take, naming the valid ones (and the new name of a
+    renamed one)."""
+    params = _option_parameters(method)
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params]
+    bad = sorted(set(options) - set(valid))
+    if not bad:
+        return
+    renamed = RENAMED_OPTIONS.get(method, {})
+    hints = [f"{old!r} is now {renamed[old]!r}" for old in bad if old in renamed]
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    raise TypeError(f"method {method!r} got unknown option(s) {bad}{hint}; valid options: {', '.join(valid)}.")
+
+
 def check_option_types(method: str, options) -> None:
     """The type of every option given to ``method`` against what its signature says: a flag must
     be ``True``/``False`` (a string ``"yes"`` or ``"False"`` is not), a number must not be a string
@@ -284,20 +310,21 @@ def _check_options(options, n, n_t):
 
 
 def _check_time_samples(params, options, n_t, method):
-    """Physics-informed methods (options ``order``, ``dt`` and ``ap_params``: ``order`` is the
-    accuracy of the time-derivative stencil of the AP residual) need at least as many samples as
-    that stencil spans. Other methods' ``order`` (e.g. the regularization order) is left alone."""
+    """Physics-informed methods (options ``stencil_order``, ``dt`` and ``ap_params``) need at
+    least as many samples as the time stencil of their AP residual spans."""
     from .operators import min_samples
 
     declared = {p.name: p.default for p in params}
-    if not {"order", "dt", "ap_params"} <= set(declared):
+    if not {"stencil_order", "dt", "ap_params"} <= set(declared):
         return
-    order = options.get("order", declared["order"])
-    need = min_samples(1, order)  # also refuses an odd or too small order, naming it
+    order = options.get("stencil_order", declared["stencil_order"])
+    if not isinstance(order, int) or isinstance(order, bool) or order < 2 or order % 2:
+        raise ValueError(f"option stencil_order must be an even integer >= 2; got {order!r}.")
+    need = min_samples(1, order)
     if n_t < need:
         raise ValueError(
-            f"method {method!r} with order={order} needs at least {need} time samples; Y has {n_t}. "
-            "Pass more samples or a lower order (order=2 needs 3)."
+            f"method {method!r} with stencil_order={order} needs at least {need} time samples; Y has {n_t}. "
+            "Pass more samples or a lower stencil_order (2 needs 3)."
         )
 
 
@@ -323,11 +350,7 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
         raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(_REGISTRY))}.")
     fn = _get(method)
     params = _option_parameters(method)
-    if not any(p.kind == p.VAR_KEYWORD for p in params):
-        valid = [p.name for p in params]
-        bad = sorted(set(options) - set(valid))
-        if bad:
-            raise TypeError(f"method {method!r} got unknown option(s) {bad}; valid options: {', '.join(valid)}.")
+    check_option_names(method, options)
     check_option_types(method, options)
     Y, A = _validate(Y, A)
     _check_options(options, A.shape[1], Y.shape[1])
@@ -360,7 +383,7 @@ def _np(x):
 
 def _spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
     if isinstance(order, (bool, np.bool_)) or order not in (0, 1, 2):
-        raise ValueError(f"spatial_order must be 0, 1 or 2 (the derivative order of the spatial penalty); got {order!r}.")
+        raise ValueError(f"option order must be 0, 1 or 2 (the derivative order of the spatial penalty); got {order!r}.")
     if order == 0:
         return None
     if order == 1:
@@ -518,31 +541,31 @@ def _tikhonov2(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, laplacian=Non
     return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
 
-def _tsvd(Y, A, *, k=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=None):
+def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=None):
     factor = _factorize(A)
     p = factor.c.shape[0]
-    if k is not None:
-        if not (isinstance(k, (int, np.integer)) and 1 <= k <= p):
-            raise ValueError(f"k must be an integer in [1, {p}]; got {k!r}.")
-        path = _tsvd_path(Y, ks=jnp.asarray([k]), factor=factor)
+    if rank is not None:
+        if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= p):
+            raise ValueError(f"option rank must be an integer in [1, {p}]; got {rank!r}.")
+        path = _tsvd_path(Y, ks=jnp.asarray([rank]), factor=factor)
         X = path.solution(0)
-        diag = dict(k=int(k), lambda_rule=None, residual_norm=float(path.residual_norm[0]))
+        diag = dict(rank=int(rank), lambda_rule=None, residual_norm=float(path.residual_norm[0]))
     else:
         if truth is not None:
             truth = _finite_array(truth, "truth")
         path = _tsvd_path(Y, factor=factor, truth=truth)
         X, diag = _run_path(Y, factor, path, None, lambda_rule, noise_std, tau, truth, "tsvd")
-        diag["k"] = int(round(diag["lam"]))
+        diag["rank"] = int(round(diag["lam"]))
     return Solution(X, "tsvd", diag, {})
 
 
 def _spatiotemporal(
-    Y, A, *, lam_s=None, lam_t=None, lambda_rule="gcv", lams_s=None, lams_t=None, spatial_order=2,
-    laplacian=None, gradient=None, vertices=None, adjacency=None, dt=1.0, temporal=None, noise_std=None,
+    Y, A, *, lam_s=None, lam_t=None, lambda_rule="gcv", lams_s=None, lams_t=None, order=2,
+    laplacian=None, gradient=None, vertices=None, adjacency=None, dt=0.1, temporal=None, noise_std=None,
     tau=1.0, truth=None,
 ):
     n, n_t = A.shape[1], Y.shape[1]
-    R = _spatial_operator(spatial_order, n, laplacian, gradient, vertices, adjacency)
+    R = _spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
     Rd = C.as_matrix(R, A.dtype)
     D = C.temporal_operator(n_t, dt) if temporal is None else _finite_array(temporal, "temporal")
     if truth is not None:

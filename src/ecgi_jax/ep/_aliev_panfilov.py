@@ -80,18 +80,18 @@ def ap_rhs(u, v, lap_u, params: APParams):
     return du, dv
 
 
-def ap_residual(U, V, laplacian, params: APParams, dt, *, order: int = 4, mode: str = "same"):
+def ap_residual(U, V, laplacian, params: APParams, dt, *, stencil_order: int = 4, mode: str = "same"):
     """AP residuals ``(r_u, r_v)`` of trajectories ``U, V (n, t)`` by numerical differentiation.
 
-    ``∂/∂t`` is the finite-difference stencil of accuracy ``order`` along time (5-point
-    ``t−2 … t+2`` for order 4) and ``Δ`` the mesh Laplacian ``laplacian`` (a
+    ``∂/∂t`` is the finite-difference stencil of accuracy ``stencil_order`` along time (5-point
+    ``t−2 … t+2`` for 4) and ``Δ`` the mesh Laplacian ``laplacian`` (a
     :class:`~ecgi_jax.operators.SparseOperator` or a dense ``(n, n)`` array). With
     ``mode="valid"`` only the centred interior samples are returned (``t − 2r`` of them), e.g. for
-    windows around chosen time centres. Zero (up to stencil error ``O(dt^order)``) on an exact AP
+    windows around chosen time centres. Zero (up to stencil error ``O(dt^stencil_order)``) on an exact AP
     trajectory. Jittable and vmappable.
     """
-    du_dt = time_derivative(U, dt, order=order, mode=mode)
-    dv_dt = time_derivative(V, dt, order=order, mode=mode)
+    du_dt = time_derivative(U, dt, order=stencil_order, mode=mode)
+    dv_dt = time_derivative(V, dt, order=stencil_order, mode=mode)
     if mode == "valid":
         r = (U.shape[-1] - du_dt.shape[-1]) // 2
         U, V = U[..., r : U.shape[-1] - r], V[..., r : V.shape[-1] - r]

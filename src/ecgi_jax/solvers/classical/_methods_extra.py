@@ -194,8 +194,6 @@ def _lp_lq_method(
     for name, v in (("p", p), ("q", q)):
         if not 0 < float(v) <= 2:
             raise ValueError(f"option {name} must lie in (0, 2]; got {v!r}.")
-    if order not in (0, 1, 2):
-        raise ValueError(f"option order must be 0, 1 or 2; got {order!r}.")
     for name, v in (("lam_scale", lam_scale), ("eps_p", eps_p), ("eps_q", eps_q), ("tol", tol)):
         _check_positive(name, v)
     _check_int("max_iter", max_iter, 1)
@@ -231,21 +229,19 @@ def _lp_lq_method(
 
 
 def _greensite_method(
-    Y, A, *, order=2, k: int | None = None, energy: float | None = None, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, gradient=None,
+    Y, A, *, order=2, n_components: int | None = None, energy: float | None = None, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, gradient=None,
     vertices=None, adjacency=None, noise_std=None, tau=1.0, truth=None,
 ):
-    """Greensite's isotropy method: Tikhonov of ``order`` on each of the ``k`` leading temporal
+    """Greensite's isotropy method: Tikhonov of ``order`` on each of the ``n_components`` leading temporal
     SVD components of ``Y`` with its own λ (``lambda_rule``: gcv, lcurve, creso, discrepancy,
     ucurve, oracle), recombined.
 
-    ``k``: explicit; else ``energy`` (fraction of ``‖Y‖²`` kept); else the noise rule
+    ``n_components``: explicit; else ``energy`` (fraction of ``‖Y‖²`` kept); else the noise rule
     ``s_j > σ(√M + √T)`` with σ = ``noise_std`` or estimated from the data
     (:func:`~._lambda.estimate_noise`). ``lam``: one λ for every component (no rule).
-    Diagnostics: ``k``, ``k_rule``, ``lams`` (per component), ``singular_values``, ``energy_kept``,
+    Diagnostics: ``n_components``, ``n_components_rule``, ``lams`` (per component), ``singular_values``, ``energy_kept``,
     ``noise_std`` (when used), ``residual_norm``.
     """
-    if order not in (0, 1, 2):
-        raise ValueError(f"option order must be 0, 1 or 2; got {order!r}.")
     if lambda_rule not in S.C.RULES:
         raise ValueError(f"greensite lambda_rule must be one of {', '.join(S.C.RULES)}; got {lambda_rule!r}.")
     if lambda_rule == "oracle" and truth is None and lam is None:
@@ -257,23 +253,27 @@ def _greensite_method(
     factor = S._factorize(A, Rop)
     s, _ = _temporal(Y)
     diag: dict[str, Any] = {}
-    if k is not None:
-        diag["k_rule"] = "given"
+    if n_components is not None:
+        if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or not 1 <= n_components <= len(s):
+            raise ValueError(
+                f"option n_components must be an integer in [1, {len(s)}] (the rank of the SVD of Y); got {n_components!r}."
+            )
+        diag["n_components_rule"] = "given"
     elif energy is not None:
-        diag["k_rule"] = "energy"
+        diag["n_components_rule"] = "energy"
     else:
-        diag["k_rule"] = "noise"
+        diag["n_components_rule"] = "noise"
         if noise_std is None:
             noise_std = float(estimate_noise(S._tikhonov_path(Y, factor=factor)))
             diag["noise_std_estimated"] = True
         diag["noise_std"] = float(noise_std)
-    k = greensite_rank(s, Y.shape, k=k, energy=energy, noise_std=noise_std)
+    k = greensite_rank(s, Y.shape, k=n_components, energy=energy, noise_std=noise_std)
     tr = None if truth is None else jnp.asarray(truth, A.dtype)
     lambdas = None if lambdas is None else jnp.asarray(lambdas, A.dtype)
     out = _greensite(Y, factor, k, rule=lambda_rule, lambdas=lambdas, lam=lam, noise_std=noise_std, tau=tau, truth=tr)
     s2 = np.asarray(s, np.float64) ** 2
     diag.update(
-        k=k, lams=np.asarray(out.lams), lambda_rule=None if lam is not None else lambda_rule,
+        n_components=k, lams=np.asarray(out.lams), lambda_rule=None if lam is not None else lambda_rule,
         benchmark_only=lambda_rule == "oracle" and lam is None,
         singular_values=np.asarray(s), energy_kept=float(s2[:k].sum() / s2.sum()),
         residual_norm=float(jnp.linalg.norm(A @ out.X - Y)), order=order,

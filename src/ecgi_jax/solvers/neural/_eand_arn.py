@@ -62,7 +62,7 @@ class EANDARNConfig:
         adaptive: adaptive residual blocks (``False``: plain residual blocks, an ablation).
         architecture: ``"adaptive-resnet"``, or ``"pdl-mlp"`` (P-DL's plain ``n_blocks × width``
             tanh MLP with a trainable slope; the baseline).
-        order: accuracy order of the time stencil (4 → 5-point ``t−2 … t+2``; 2 → 3-point).
+        stencil_order: accuracy order of the time stencil (4 → 5-point ``t−2 … t+2``; 2 → 3-point).
         derivative: ``"numerical"`` (stencil) or ``"autodiff"`` (coordinate mode only; ablation).
         windows: ``None`` for the full batch (every sample each step), or the number of random
             time windows (all nodes × ``2r+1`` consecutive samples each) per step.
@@ -94,7 +94,7 @@ class EANDARNConfig:
     fourier_features: int = 0
     fourier_scale: float = 1.0
     adaptive: bool = True
-    order: int = 4
+    stencil_order: int = 4
     derivative: str = "numerical"
     windows: int | None = None
     weights: tuple[float, ...] = (1.0, 1.0, 1.0, 0.0, 0.0)
@@ -140,7 +140,8 @@ class EANDARNConfig:
             raise ValueError("balance_every and learnable_weights are two ways to set the weights: choose one.")
         if self.windows is not None and self.windows < 1:
             raise ValueError(f"windows must be None or >= 1; got {self.windows}.")
-        stencil(1, self.order)
+        if not isinstance(self.stencil_order, int) or self.stencil_order < 2 or self.stencil_order % 2:
+            raise ValueError(f"stencil_order must be an even integer >= 2; got {self.stencil_order!r}.")
         return self
 
 
@@ -216,7 +217,7 @@ def _fit_head(model: AdaptiveResNet, inputs: FieldInputs, U0, V0, cfg: EANDARNCo
 
 
 def _sampler(cfg: EANDARNConfig, n_t: int):
-    r = stencil(1, cfg.order).radius
+    r = stencil(1, cfg.stencil_order).radius
     if cfg.derivative == "autodiff":
         k = cfg.windows or n_t
         return (lambda key: jnp.arange(n_t)) if cfg.windows is None else (lambda key: jax.random.randint(key, (k,), 0, n_t))
@@ -446,7 +447,7 @@ def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
     def loss_fn(p, problem, t_idx, w=weights):
         problem = problem._replace(ap=fitted_ap_params(problem.ap, p.get("physics")))
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
-        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, order=cfg.order, derivative=cfg.derivative)
+        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, stencil_order=cfg.stencil_order, derivative=cfg.derivative)
         return combine_terms(terms, w, p.get("log_sigma")), terms
 
     return loss_fn

@@ -47,7 +47,7 @@ def combine_terms(terms: jax.Array, weights: jax.Array, log_sigma: jax.Array | N
     return jnp.sum(jnp.where(active, weights * terms / s2 + jnp.log1p(s2), 0.0))
 
 
-def physics_loss(net_params, graphdef, problem: InverseProblem, t_idx, *, mode: str, order: int, derivative: str):
+def physics_loss(net_params, graphdef, problem: InverseProblem, t_idx, *, mode: str, stencil_order: int, derivative: str):
     """Loss terms ``(len(TERMS),)`` at the time samples ``t_idx``.
 
     ``t_idx`` is ``(t,)`` for the full batch (residual with one-sided stencils at the ends) or
@@ -65,11 +65,11 @@ def physics_loss(net_params, graphdef, problem: InverseProblem, t_idx, *, mode: 
         Uc, _ = evaluate_fields(graphdef, net_params, p.inputs, data_idx, "coordinate")
     elif t_idx.ndim == 1:
         U, V = evaluate_fields(graphdef, net_params, p.inputs, t_idx, mode)
-        ru, rv = ap_residual(U, V, p.laplacian, p.ap, p.dt, order=order, mode="same")
+        ru, rv = ap_residual(U, V, p.laplacian, p.ap, p.dt, stencil_order=stencil_order, mode="same")
         Uc, data_idx = U, t_idx
     else:
         U, V = evaluate_fields(graphdef, net_params, p.inputs, t_idx, mode)  # (n, b, w)
-        ru, rv = ap_residual(U, V, p.laplacian, p.ap, p.dt, order=order, mode="valid")  # (n, b, 1)
+        ru, rv = ap_residual(U, V, p.laplacian, p.ap, p.dt, stencil_order=stencil_order, mode="valid")  # (n, b, 1)
         Uc = U.reshape(U.shape[0], -1)
         data_idx = t_idx.reshape(-1)
     Yd = p.Y[:, data_idx]

@@ -41,7 +41,7 @@ def _eand_arn_settings(o: dict):
     """``(config, train, shared keyword arguments of eand_arn)`` from the options of :func:`solve_eand_arn`."""
     cfg = EANDARNConfig(
         mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
-        activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], order=o["order"],
+        activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], stencil_order=o["stencil_order"],
         derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
         learnable_weights=o["learnable_weights"], balance_every=o["balance_every"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
     )
@@ -85,7 +85,7 @@ def solve_eand_arn(
     activation: str = _M.activation,
     fourier_features: int = _M.fourier_features,
     adaptive: bool = _M.adaptive,
-    order: int = _M.order,
+    stencil_order: int = _M.stencil_order,
     derivative: str = _M.derivative,
     windows: int | None = _M.windows,
     weights=_M.weights,
