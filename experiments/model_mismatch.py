@@ -108,7 +108,7 @@ def truth_for(scenario, data, lap, node, n_samples, dtype):
     elif scenario != "crime":
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}.")
     u0 = jnp.zeros(n, dtype).at[jnp.asarray(sites)].set(1.0)
-    U, V = simulate(L, u0, params=params, dt=data.dt, n_samples=n_samples, **kw)
+    U, V = simulate(L, u0, ap_params=params, dt=data.dt, n_samples=n_samples, **kw)
     return U, V, note
 
 

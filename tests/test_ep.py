@@ -244,12 +244,12 @@ def test_simulate_traces_over_D_with_given_substeps():
     sub = stable_substeps(L, APParams(D=20.0), 0.1)
 
     def run(D):
-        return simulate(L, u0, params=APParams(D=D), n_samples=60, substeps=sub)[0]
+        return simulate(L, u0, ap_params=APParams(D=D), n_samples=60, substeps=sub)[0]
 
     Ds = jnp.array([5.0, 10.0, 15.0])
     np.testing.assert_allclose(jax.vmap(run)(Ds), jnp.stack([run(float(D)) for D in Ds]), atol=1e-6)
     total = lambda D: jnp.sum(run(D)[:, -1])  # noqa: E731
     fd = (total(10.01) - total(9.99)) / 0.02
     np.testing.assert_allclose(jax.grad(total)(10.0), fd, rtol=2e-3)
-    with pytest.raises(ValueError, match="traced over params.D .*pass substeps="):
-        jax.vmap(lambda D: simulate(L, u0, params=APParams(D=D), n_samples=10)[0])(Ds)
+    with pytest.raises(ValueError, match="traced over ap_params.D .*pass substeps="):
+        jax.vmap(lambda D: simulate(L, u0, ap_params=APParams(D=D), n_samples=10)[0])(Ds)

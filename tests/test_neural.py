@@ -218,7 +218,7 @@ def test_auto_start_picks_the_beat_that_fits_and_its_model(tiny):
     from ecgi_jax.solvers.neural import start_solution
 
     mesh, lap, A, _, _, _ = tiny
-    U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T, params=APParams(D=13.0))
+    U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T, ap_params=APParams(D=13.0))
     Y = A @ U + 0.02 * jnp.std(A @ U) * jax.random.normal(jax.random.key(0), (A.shape[0], N_T))
     kw = dict(vertices=mesh.vertices, adjacency=mesh.adjacency)
     U_auto, _, info = start_solution("auto", Y, A, lap, 0.1, **kw)
@@ -319,7 +319,7 @@ def test_fit_D_recovers_the_tissue_from_the_true_fields():
     lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
     rng = np.random.default_rng(0)
     A = jnp.asarray(rng.normal(size=(30, mesh.n_vertices)), jnp.float32)
-    U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T, params=APParams(D=13.0))
+    U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[7].set(1.0), n_samples=N_T, ap_params=APParams(D=13.0))
     fit = eand_arn(
         A @ U, A, laplacian=lap, dt=0.1, start=(U, V), config=EANDARNConfig(width=8, n_blocks=1, fit_D=True),
         train=TrainConfig(steps=300, learning_rate=1e-5, progress=False),

@@ -225,8 +225,8 @@ BAD_INPUTS = [
     pytest.param(lambda: simulate(jnp.full((42, 42), jnp.nan), jnp.zeros(42)), ValueError, "laplacian contains NaN", id="sim-nan-laplacian"),
     pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42, jnp.int32)), ValueError, "floating", id="sim-int-u0"),
     pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42), stimulus=Stimulus(jnp.ones(5), jnp.zeros(1))), ValueError, "stimulus.mask has shape", id="sim-stimulus-shape"),
-    pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42), params=APParams(D=-1.0)), ValueError, "D must be finite and positive", id="sim-negative-D"),
-    pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42), params=APParams(a=1.5)), ValueError, "must lie in \\(0, 1\\)", id="sim-threshold-a"),
+    pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42), ap_params=APParams(D=-1.0)), ValueError, "D must be finite and positive", id="sim-negative-D"),
+    pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42), ap_params=APParams(a=1.5)), ValueError, "must lie in \\(0, 1\\)", id="sim-threshold-a"),
     pytest.param(lambda: simulate(_tiny_lap(), jnp.zeros(42), scheme="rk4"), ValueError, "scheme must be one of", id="sim-unknown-scheme"),
     # ---- synthetic cases
     pytest.param(lambda: make_case(jax.random.key(0), np.ones((4, 42)), _tiny_lap(), [2.5], n_samples=3), ValueError, "integer node indices", id="case-float-pacing"),

@@ -281,7 +281,7 @@ def test_hybrid_trains_eand_arn_with_the_fitted_parameters(sphere):
     """Truth with D = 13 (nominal 10): shooting fits D, and the EAND-ARN stage must use that D —
     with the nominal D its physics term pulls the shooting beat away from the data's model."""
     mesh, lap, A, _, _ = sphere
-    U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[NODE].set(1.0), n_samples=N_T, params=APParams(D=13.0))
+    U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[NODE].set(1.0), n_samples=N_T, ap_params=APParams(D=13.0))
     Y = _noisy(A @ U, 0.05)
     common = dict(laplacian=lap, vertices=mesh.vertices, adjacency=mesh.adjacency, dt=0.1)
     hybrid = solve(Y, A, method="hybrid", steps=60, **common)
@@ -303,9 +303,9 @@ def test_pdl_slow_conduction_is_fitted_at_the_true_site(pdl_dir):
     lap = operators.SparseOperator.from_scipy(data.laplacian, jnp.float32)
     A = jnp.asarray(data.transfer, jnp.float32)
     truth = dataclasses.replace(APParams(), D=8.0)
-    U, _ = simulate(lap, jnp.zeros(A.shape[1]).at[500].set(1.0), params=truth, dt=0.1, n_samples=300)
+    U, _ = simulate(lap, jnp.zeros(A.shape[1]).at[500].set(1.0), ap_params=truth, dt=0.1, n_samples=300)
     Y = add_noise(jax.random.key(3000), A @ U, 0.1)
     fit = shooting_fit(Y, A, lap, vertices=data.vertices, adjacency=data.adjacency, dt=0.1)
     assert fit.node == 500
-    assert abs(float(fit.params.D) - 8.0) < 0.2
+    assert abs(float(fit.ap_params.D) - 8.0) < 0.2
     assert float(jnp.linalg.norm(fit.U - U) / jnp.linalg.norm(U)) < 0.02

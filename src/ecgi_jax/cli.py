@@ -305,7 +305,7 @@ def _simulate(args) -> int:
     except ValueError as e:
         raise UserError(str(e)) from e
     _say(f"simulating {mesh.n_vertices} nodes x {args.samples} samples (dt={args.dt}) paced at node {args.pacing} ...")
-    U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[args.pacing].set(1.0), params=params, dt=args.dt, n_samples=args.samples)
+    U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[args.pacing].set(1.0), ap_params=params, dt=args.dt, n_samples=args.samples)
     U, V = np.asarray(U), np.asarray(V)
     arrays = dict(U=U, V=V, dt=np.float64(args.dt), vertices=mesh.vertices, triangles=mesh.triangles)
     _write_npz(args.out, arrays)

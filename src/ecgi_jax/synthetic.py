@@ -72,7 +72,7 @@ def make_case(
     pacing,
     *,
     sigma: float = 0.1,
-    params: APParams = APParams(),
+    ap_params: APParams = APParams(),
     dt: float = 0.1,
     n_samples: int = 661,
     substeps: int | None = None,
@@ -111,7 +111,7 @@ def make_case(
     if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
         raise ValueError(f"pacing nodes must be non-empty indices in [0, {n - 1}]; got {idx.tolist()}.")
     mask = jnp.zeros(n, dtype).at[idx].set(1.0)
-    U, V = simulate(laplacian, mask, params=params, dt=dt, n_samples=n_samples, substeps=substeps)
+    U, V = simulate(laplacian, mask, ap_params=ap_params, dt=dt, n_samples=n_samples, substeps=substeps)
     Y_clean = jnp.matmul(A, U, precision=jax.lax.Precision.HIGHEST)
     Y = add_noise(key, Y_clean, sigma)
     return SyntheticCase(U, V, Y_clean, Y, A, jnp.asarray(dt, dtype), jnp.asarray(sigma, dtype), mask)

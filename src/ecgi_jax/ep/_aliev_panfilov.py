@@ -61,7 +61,7 @@ class APParams:
         return self
 
 
-def ap_rhs(u, v, lap_u, params: APParams):
+def ap_rhs(u, v, lap_u, ap_params: APParams):
     """Right-hand side ``(du/dt, dv/dt)`` given u, v and the surface Laplacian of u.
 
     Shapes broadcast: ``u``, ``v``, ``lap_u`` of ``(n,)`` or ``(n, t)``; a per-node ``D`` has shape
@@ -72,7 +72,7 @@ def ap_rhs(u, v, lap_u, params: APParams):
     a randomly initialised network's — give a large but finite residual instead of ±inf. States
     with ``u > −mu2/2`` (every trajectory of the model) are untouched.
     """
-    p = params
+    p = ap_params
     D = jnp.asarray(p.D)
     D = D.reshape(D.shape + (1,) * (jnp.ndim(u) - D.ndim)) if D.ndim else D
     du = D * lap_u + p.k * u * (1.0 - u) * (u - p.a) - u * v
@@ -80,7 +80,7 @@ def ap_rhs(u, v, lap_u, params: APParams):
     return du, dv
 
 
-def ap_residual(U, V, laplacian, params: APParams, dt, *, stencil_order: int = 4, mode: str = "same"):
+def ap_residual(U, V, laplacian, ap_params: APParams, dt, *, stencil_order: int = 4, mode: str = "same"):
     """AP residuals ``(r_u, r_v)`` of trajectories ``U, V (n, t)`` by numerical differentiation.
 
     ``∂/∂t`` is the finite-difference stencil of accuracy ``stencil_order`` along time (5-point
@@ -95,5 +95,5 @@ def ap_residual(U, V, laplacian, params: APParams, dt, *, stencil_order: int = 4
     if mode == "valid":
         r = (U.shape[-1] - du_dt.shape[-1]) // 2
         U, V = U[..., r : U.shape[-1] - r], V[..., r : V.shape[-1] - r]
-    fu, fv = ap_rhs(U, V, laplacian @ U, params)
+    fu, fv = ap_rhs(U, V, laplacian @ U, ap_params)
     return du_dt - fu, dv_dt - fv

@@ -191,7 +191,7 @@ def _checked_substeps(laplacian, params: APParams, dt: float, max_substep: float
     return count
 
 
-def stable_substeps(laplacian, params: APParams, dt: float, max_substep: float = 0.02) -> int:
+def stable_substeps(laplacian, ap_params: APParams, dt: float, max_substep: float = 0.02) -> int:
     """Sub-steps per output interval for a stable, accurate explicit integration.
 
     The sub-step is at most ``max_substep`` (accuracy of the stiff reaction terms; 0.02 AP units
@@ -206,7 +206,7 @@ def stable_substeps(laplacian, params: APParams, dt: float, max_substep: float =
 
     Warns (``UserWarning``) when that implied spacing lies outside 0.3–20 mm.
     """
-    return _checked_substeps(laplacian, params, dt, max_substep)
+    return _checked_substeps(laplacian, ap_params, dt, max_substep)
 
 
 SCHEMES = ("heun", "euler")
@@ -247,7 +247,7 @@ def simulate(
     u0,
     v0=None,
     *,
-    params: APParams = APParams(),
+    ap_params: APParams = APParams(),
     dt: float = 0.1,
     n_samples: int = 661,
     substeps: int | None = None,
@@ -264,7 +264,7 @@ def simulate(
             is refused: negate it).
         u0: initial u ``(n,)`` — e.g. 1 at the pacing node(s), 0 elsewhere.
         v0: initial v ``(n,)`` (default zeros).
-        params: :class:`APParams`.
+        ap_params: :class:`APParams`.
         dt: spacing of the output samples (AP time units); sample ``j`` is at ``t = j·dt``.
         n_samples: number of output samples, the first being the initial state.
         substeps: forward-Euler steps per output interval. Default: :func:`stable_substeps`
@@ -290,10 +290,10 @@ def simulate(
     The integration is one jitted ``lax.scan`` (outer: output samples; inner: sub-steps), with
     the Laplacian and parameters as arguments, so it vmaps over pacing sites or parameters and is
     differentiable (use ``jax.checkpoint`` for long horizons in reverse mode). Traced over
-    ``params.D`` it needs ``substeps=`` (the number of steps is static and the rule needs a
+    ``ap_params.D`` it needs ``substeps=`` (the number of steps is static and the rule needs a
     concrete D: take :func:`stable_substeps` of the largest D).
     """
-    params.validate()
+    ap_params.validate()
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}.")
     u0 = jnp.asarray(u0)
@@ -318,7 +318,7 @@ def simulate(
         raise ValueError("laplacian contains NaN or Inf entries; rebuild it from a valid mesh.")
     if stimulus is not None and tuple(jnp.shape(stimulus.mask)) != (n,):
         raise ValueError(f"stimulus.mask has shape {tuple(jnp.shape(stimulus.mask))}; expected ({n},) (one entry per node).")
-    traced_D = not is_concrete(params.D)
+    traced_D = not is_concrete(ap_params.D)
     if substeps is not None and (not isinstance(substeps, (int, np.integer)) or substeps < 1):
         raise ValueError(f"substeps must be an integer >= 1; got {substeps!r}.")
     if traced_D:
@@ -326,20 +326,20 @@ def simulate(
         # the number of steps must be static: the caller fixes it (for the largest D it traces).
         if substeps is None:
             raise ValueError(
-                "simulate is being traced over params.D (jax.vmap/jax.grad/jit): the sub-step rule needs a "
+                "simulate is being traced over ap_params.D (jax.vmap/jax.grad/jit): the sub-step rule needs a "
                 "concrete D, so pass substeps= explicitly, e.g. stable_substeps(laplacian, APParams(D=D_max), dt)."
             )
         _check_sign(laplacian)
         _check_scale(laplacian)
         auto = int(substeps)
     else:
-        auto = _checked_substeps(laplacian, params, dt)  # refuses a Laplacian in the wrong units
+        auto = _checked_substeps(laplacian, ap_params, dt)  # refuses a Laplacian in the wrong units
     if substeps is None:
         substeps = auto
     else:
         _check_substep_count(int(substeps), laplacian, dt, requested=True)
     h = float(dt) / int(substeps)
-    if not traced_D and h > _diffusion_limit(laplacian, params.D):
+    if not traced_D and h > _diffusion_limit(laplacian, ap_params.D):
         warnings.warn(
             f"substeps={substeps} gives a sub-step {h:.3g} beyond the diffusion stability "
             f"limit of forward Euler; the run may blow up (stable choice: substeps >= {auto}).",
@@ -353,13 +353,13 @@ def simulate(
             f"stable (accurate choice: substeps >= {auto}).",
             stacklevel=2,
         )
-    params = jax.tree.map(lambda x: jnp.asarray(x, u0.dtype), params)
+    ap_params = jax.tree.map(lambda x: jnp.asarray(x, u0.dtype), ap_params)
     if isinstance(laplacian, SparseOperator):
         laplacian = laplacian.astype(u0.dtype)
     else:
         laplacian = jnp.asarray(laplacian, u0.dtype)
     U, V = _simulate(
-        laplacian, params, u0, v0, stimulus, jnp.asarray(dt, u0.dtype), n_samples=int(n_samples), substeps=int(substeps),
+        laplacian, ap_params, u0, v0, stimulus, jnp.asarray(dt, u0.dtype), n_samples=int(n_samples), substeps=int(substeps),
         scheme=scheme,
     )
     if is_concrete(U) and not bool(jnp.all(jnp.isfinite(U)) & jnp.all(jnp.isfinite(V))):

@@ -154,7 +154,7 @@ class NeuralFit(NamedTuple):
     info: dict
 
 
-def recovery_from_potential(U, dt, params: APParams = APParams(), substeps: int = 4):
+def recovery_from_potential(U, dt, ap_params: APParams = APParams(), substeps: int = 4):
     """Integrate the v-equation of the AP model node by node for a given ``u(t)``, from v = 0.
 
     v has no diffusion, so it is a causal functional of u at each node: this gives the recovery
@@ -170,7 +170,7 @@ def recovery_from_potential(U, dt, params: APParams = APParams(), substeps: int 
 
         def sub(v, s):
             u = u0 + (u1 - u0) * s / substeps  # linear in time between samples
-            return v + h * ap_rhs(u, v, zero, params)[1], None
+            return v + h * ap_rhs(u, v, zero, ap_params)[1], None
 
         v, _ = jax.lax.scan(sub, v, jnp.arange(substeps, dtype=U.dtype))
         return v, v
@@ -283,15 +283,15 @@ def start_solution(
         search_vertices = np.zeros((A.shape[1], 3))
         search_vertices[:, 0] = np.arange(A.shape[1])
     misfit = lambda U: float(jnp.sum((jnp.matmul(A, U, precision="highest") - Y) ** 2) / jnp.sum(Y**2))  # noqa: E731
-    found = pacing_search(Y, A, lap, vertices=search_vertices, adjacency=adjacency, dt=dt, params=ap_params)
+    found = pacing_search(Y, A, lap, vertices=search_vertices, adjacency=adjacency, dt=dt, ap_params=ap_params)
     pacing = (found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset,
                                  "start_misfit": misfit(found.U)})
     if kind == "pacing" or vertices is None:
         return pacing
-    fit = shooting_fit(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params, start=found)
+    fit = shooting_fit(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=found)
     shooting = (fit.U, fit.V, {
         "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U),
-        "start_D": np.asarray(fit.params.D).tolist(), "start_a": float(fit.params.a),
+        "start_D": np.asarray(fit.ap_params.D).tolist(), "start_a": float(fit.ap_params.a),
     })
     if kind == "shooting":
         return shooting

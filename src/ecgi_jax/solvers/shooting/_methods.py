@@ -63,7 +63,7 @@ def solve_ap_shooting(
     """
     options = _recorded(locals())
     fit = shooting_fit(
-        Y, A, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, params=ap_params, start=start,
+        Y, A, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=start,
         n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, max_iter=max_iter, screen_iter=screen_iter, tol=tol, max_advance=max_advance,
         n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine,
     )
@@ -81,8 +81,8 @@ def solve_ap_shooting(
         onset=fit.onset,
         onset_std=float(fit.std[names.index("onset")]),
         width=fit.width,
-        D=np.asarray(fit.params.D).tolist(),
-        a=float(fit.params.a),
+        D=np.asarray(fit.ap_params.D).tolist(),
+        a=float(fit.ap_params.a),
         iterations=int(fit.lm.iterations[best]),
         converged=bool(fit.lm.converged[best]),
         start_nodes=fit.start_nodes.tolist(),
@@ -91,7 +91,7 @@ def solve_ap_shooting(
     )
     # Delta method: D = D0·exp(η) → sd(D) ≈ D·sd(η); a = sigmoid(·) → sd(a) ≈ a(1 − a)·sd(η).
     if fit_D:
-        diag["D_std"] = (np.asarray(fit.params.D) * fit.std[names.index("log_D")]).tolist()
+        diag["D_std"] = (np.asarray(fit.ap_params.D) * fit.std[names.index("log_D")]).tolist()
     if fit_a:
         a = diag["a"]
         diag["a_std"] = float(a * (1 - a) * fit.std[names.index("logit_a")])

@@ -98,7 +98,7 @@ def pacing_search(
     vertices,
     adjacency,
     dt: float = 0.1,
-    params: APParams = APParams(),
+    ap_params: APParams = APParams(),
     n_candidates: int = 64,
     max_walk: int = 50,
     batch_size: int = 16,
@@ -128,7 +128,7 @@ def pacing_search(
     """
     if not (np.isfinite(max_advance) and max_advance >= 0):
         raise ValueError(f"max_advance must be a finite number >= 0; got {max_advance!r}.")
-    params.validate()
+    ap_params.validate()
     Y = jnp.asarray(Y)
     A = jnp.asarray(A, Y.dtype)
     n = A.shape[1]
@@ -136,14 +136,14 @@ def pacing_search(
     if len(indptr) != n + 1:
         raise ValueError(f"adjacency has {len(indptr) - 1} nodes; A has {n} columns.")
     if substeps is None:
-        substeps = stable_substeps(laplacian, params, dt)
+        substeps = stable_substeps(laplacian, ap_params, dt)
     if isinstance(laplacian, SparseOperator):
         lap = laplacian.astype(Y.dtype)
     elif sp.issparse(laplacian):
         lap = SparseOperator.from_scipy(laplacian, Y.dtype)
     else:
         lap = jnp.asarray(laplacian, Y.dtype)
-    p = jax.tree.map(lambda x: jnp.asarray(x, Y.dtype), params)
+    p = jax.tree.map(lambda x: jnp.asarray(x, Y.dtype), ap_params)
     seen: dict[int, float] = {}
     lead: dict[int, int] = {}
     n_lead = int(round(max_advance / dt))
@@ -189,7 +189,7 @@ def pacing_search(
         )
     u0 = jnp.zeros(n, Y.dtype).at[best].set(1.0)
     j, n_t = lead[best], Y.shape[1]
-    U, V = simulate(laplacian, u0, params=params, dt=dt, n_samples=n_t + n_lead, substeps=substeps)
+    U, V = simulate(laplacian, u0, ap_params=ap_params, dt=dt, n_samples=n_t + n_lead, substeps=substeps)
     visited = np.fromiter(seen.keys(), np.int64)
     return PacingSearch(
         best, seen[best], U[:, j : j + n_t], V[:, j : j + n_t], visited, np.fromiter(seen.values(), np.float64), -j * float(dt)

@@ -113,7 +113,7 @@ class ShootingProblem:
         Y: ``(m, t)`` body potentials; A: ``(m, n)`` transfer matrix.
         laplacian: the heart Laplacian (:class:`~ecgi_jax.operators.SparseOperator` or dense).
         vertices: ``(n, 3)`` heart node coordinates.
-        params: the reference :class:`~ecgi_jax.ep.APParams` (``D₀``, ``a₀`` and the fixed rest).
+        ap_params: the reference :class:`~ecgi_jax.ep.APParams` (``D₀``, ``a₀`` and the fixed rest).
         dt: sample spacing.
     """
 
@@ -121,7 +121,7 @@ class ShootingProblem:
     A: jax.Array
     laplacian: SparseOperator | jax.Array
     vertices: jax.Array
-    params: APParams
+    ap_params: APParams
     dt: jax.Array
 
 
@@ -129,7 +129,7 @@ class ShootingProblem:
 # the forward model θ → U
 
 
-def trajectory(laplacian, params: APParams, u0, v0, dt, *, n_samples: int, substeps: int, checkpoint: bool = True, scheme: str = "heun"):
+def trajectory(laplacian, ap_params: APParams, u0, v0, dt, *, n_samples: int, substeps: int, checkpoint: bool = True, scheme: str = "heun"):
     """``(U, V)`` ``(n, n_samples)`` from ``(u0, v0)``: the simulator's integrator, one sample
     interval at a time.
 
@@ -138,12 +138,12 @@ def trajectory(laplacian, params: APParams, u0, v0, dt, *, n_samples: int, subst
     With ``checkpoint=True`` every interval is wrapped in ``jax.checkpoint``: reverse mode keeps
     only the ``n_samples`` states and recomputes one interval's sub-steps at a time (memory
     ``O(n·(t + substeps))`` instead of ``O(n·t·substeps)``, for about one extra forward pass).
-    Traceable in every argument but the keywords (differentiate in ``params``, ``u0``, ...).
+    Traceable in every argument but the keywords (differentiate in ``ap_params``, ``u0``, ...).
     """
 
     def interval(state):
         u, v = state
-        U, V = _simulate(laplacian, params, u, v, None, dt, n_samples=2, substeps=substeps, scheme=scheme)
+        U, V = _simulate(laplacian, ap_params, u, v, None, dt, n_samples=2, substeps=substeps, scheme=scheme)
         return U[:, 1], V[:, 1]
 
     if checkpoint:
@@ -159,13 +159,13 @@ def trajectory(laplacian, params: APParams, u0, v0, dt, *, n_samples: int, subst
 
 def _unpack(theta, problem: ShootingProblem, config: ShootingConfig):
     centre, width, onset = theta[:3], jnp.exp(theta[3]), theta[4]
-    p = problem.params
+    p = problem.ap_params
     i = 5
     if config.fit_D:
         p = dataclasses.replace(p, D=p.D * jnp.exp(theta[i]))
         i += 1
     if config.fit_a:
-        a0 = jnp.asarray(problem.params.a)
+        a0 = jnp.asarray(problem.ap_params.a)
         p = dataclasses.replace(p, a=jax.nn.sigmoid(jnp.log(a0 / (1 - a0)) + theta[i]))
     return centre, width, onset, p
 
@@ -333,7 +333,7 @@ class ShootingFit(NamedTuple):
         U, V: the fitted beat ``(n, t)``.
         theta: ``(p,)`` best parameters (named by ``names``); cov: ``(p, p)`` Laplace covariance;
             std: ``sqrt(diag(cov))``; sigma2: residual variance ``σ̂²``.
-        params: the fitted :class:`~ecgi_jax.ep.APParams`; node: heart node nearest the centre;
+        ap_params: the fitted :class:`~ecgi_jax.ep.APParams`; node: heart node nearest the centre;
             onset, width: the fitted onset time and patch width.
         misfit: ``‖Y − AU‖² / ‖Y‖²`` of the best start.
         starts: ``(k, p)`` start parameters; start_nodes ``(k,)``; lm: the
@@ -349,7 +349,7 @@ class ShootingFit(NamedTuple):
     cov: np.ndarray
     std: np.ndarray
     sigma2: float
-    params: APParams
+    ap_params: APParams
     node: int
     onset: float
     width: float
@@ -430,7 +430,7 @@ def shooting_fit(
     vertices,
     adjacency,
     dt: float = 0.1,
-    params: APParams = APParams(),
+    ap_params: APParams = APParams(),
     start="search",
     n_starts: int = 4,
     fit_D: bool = True,
@@ -452,7 +452,7 @@ def shooting_fit(
         laplacian: the heart's Laplacian ``(n, n)`` (SparseOperator, scipy sparse or dense).
         vertices: ``(n, 3)`` heart nodes; adjacency: the 1-ring, CSR ``(indptr, indices)`` or per-node neighbour lists.
         dt: sample spacing (AP time units).
-        params: reference AP parameters (``D₀``, ``a₀`` and the fixed ones).
+        ap_params: reference AP parameters (``D₀``, ``a₀`` and the fixed ones).
         start: where the starts come from:
             ``"search"`` — :func:`pacing_search` (farthest-point candidates + greedy walk): its best
             node and the next-best candidates at least 3 mesh spacings apart (or a
@@ -489,7 +489,7 @@ def shooting_fit(
     Raises:
         ValueError: mismatched shapes, a missing Laplacian/vertices/adjacency, bad counts.
     """
-    params.validate()
+    ap_params.validate()
     Y = jnp.asarray(Y)
     dtype = Y.dtype
     A = jnp.asarray(A, dtype)
@@ -516,7 +516,7 @@ def shooting_fit(
         raise ValueError(f"dt must be positive and max_advance non-negative; got dt={dt}, max_advance={max_advance}.")
     lap = _as_laplacian(laplacian, n, dtype)
     if substeps is None:
-        fastest = dataclasses.replace(params, D=np.asarray(params.D) * 2.0) if fit_D else params
+        fastest = dataclasses.replace(ap_params, D=np.asarray(ap_params.D) * 2.0) if fit_D else ap_params
         substeps = stable_substeps(lap, fastest, dt)
     config = ShootingConfig(
         n_samples=int(n_t), substeps=int(substeps), pad=int(math.ceil(max_advance / dt - 1e-9)), fit_D=bool(fit_D),
@@ -536,7 +536,7 @@ def shooting_fit(
         if isinstance(start, str) and start != "search":
             raise ValueError(f"start must be 'search', node indices, or a (U, V) reconstruction; got {start!r}.")
         ps = start if isinstance(start, PacingSearch) else pacing_search(
-            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=params, n_candidates=n_candidates,
+            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=ap_params, n_candidates=n_candidates,
             max_advance=max_advance,
         )
         order = [ps.node] + [int(i) for i in ps.visited[np.argsort(ps.visited_misfit, kind="stable")]]
@@ -559,7 +559,7 @@ def shooting_fit(
     theta0 = np.clip(theta0, lower, upper)
 
     problem = ShootingProblem(
-        Y, A, lap, jnp.asarray(verts, dtype), jax.tree.map(lambda x: jnp.asarray(x, dtype), params), jnp.asarray(dt, dtype)
+        Y, A, lap, jnp.asarray(verts, dtype), jax.tree.map(lambda x: jnp.asarray(x, dtype), ap_params), jnp.asarray(dt, dtype)
     )
     lo, hi = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
     starts, nodes = [np.asarray(theta0)], list(nodes)
@@ -593,7 +593,7 @@ def shooting_fit(
         theta = np.asarray(lm.theta[best], np.float64)
         node = _nearest(verts, theta[:3])
         walk = pacing_search(
-            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, params=_unpack(lm.theta[best], problem, config)[3],
+            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=_unpack(lm.theta[best], problem, config)[3],
             max_advance=max_advance, candidates=[node], substeps=int(substeps),
         )
         if walk.node == node:
@@ -613,7 +613,7 @@ def shooting_fit(
     _, width, onset, fitted = _unpack(theta, problem, config)
     th = np.asarray(theta, np.float64)
     return ShootingFit(
-        U=U, V=V, theta=th, names=config.names, cov=cov, std=np.sqrt(np.diag(cov)), sigma2=sigma2, params=fitted,
+        U=U, V=V, theta=th, names=config.names, cov=cov, std=np.sqrt(np.diag(cov)), sigma2=sigma2, ap_params=fitted,
         node=_nearest(verts, th[:3]), onset=float(onset), width=float(width), misfit=float(lm.cost[best] / jnp.sum(Y**2)),
         starts=theta0, start_nodes=np.asarray(nodes), lm=lm, config=config, best=best,
     )
