@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from ecgi_jax import Solution, geometry, io, operators
+from ecgi_jax import Result, Solution, geometry, io, operators
 from ecgi_jax.ep import APParams
 
 
@@ -34,6 +34,7 @@ def _solution(n, n_t, rng):
             "adjacency": (np.arange(n + 1), np.arange(3))},
         recovery=(0.5 * U).astype(np.float32),
         history={"step": [10, 20], "loss": [2.0, 1.0], "data": [0.5, 0.25]},
+        result=Result.DIVERGED,
     )
 
 
@@ -50,7 +51,7 @@ def test_npz_round_trip_arrays_and_metadata(tmp_path, sphere):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     np.testing.assert_array_equal(got.mesh.vertices, sphere.vertices)
     np.testing.assert_array_equal(got.mesh.triangles, sphere.triangles)
-    assert s.method == "eand-arn" and s.history == sol.history
+    assert s.method == "eand-arn" and s.history == sol.history and s.result is Result.DIVERGED
     d = s.diagnostics
     assert d["lam"] == 0.25 and d["never"] is None and d["curve"] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert d["nested"] == {"alpha": [0.5, 0.25]} and d["flag"] is True and d["count"] == 7

@@ -169,3 +169,48 @@ def test_an_option_name_means_one_thing_in_every_method():
             defaults[name].add(repr(value))
     clashes = {n: v for n, v in defaults.items() if len(v) > 1 and n not in own_default}
     assert not clashes, clashes
+
+
+def _tiny_ap():
+    from ecgi_jax import geometry, operators
+
+    mesh = geometry.icosphere(1).scaled(20.0)
+    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
+    rng = np.random.default_rng(0)
+    A = (rng.standard_normal((10, mesh.n_vertices)) / 5).astype(np.float32)
+    Y = (A @ rng.random((mesh.n_vertices, 16))).astype(np.float32)
+    return Y, A, dict(laplacian=lap, dt=0.1, init="random", width=8, n_blocks=1, chunk=10, progress=False)
+
+
+def test_every_way_of_ending_is_one_result_and_throw_raises_it():
+    import jax
+
+    from ecgi_jax import Result, SolveError, solve_batch
+
+    Y, A, L, X = _small()
+    ok = solve(Y, A, method="tikhonov-2", laplacian=L)
+    assert ok.result is Result.SUCCESS and solve(Y, A, method="tikhonov-2", laplacian=L, throw=True).result == "success"
+    # ADMM out of iterations: a warning (as before), and the result says so.
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        short = solve(Y, A, method="l1", max_iter=2)
+    assert short.result is Result.NOT_CONVERGED and short.diagnostics["converged"] is False
+    with pytest.warns(RuntimeWarning), pytest.raises(SolveError, match="'l1' ended not-converged") as e:
+        solve(Y, A, method="l1", max_iter=2, throw=True)
+    assert e.value.solution.result is Result.NOT_CONVERGED and e.value.solution.U.shape == X.shape
+    with pytest.warns(RuntimeWarning), pytest.raises(SolveError, match="problem 0 of the batch: method 'l1'"):
+        solve_batch(np.stack([Y, Y]), A, method="l1", max_iter=2, throw=True)
+    # Training that meets a non-finite loss: the last finite state, marked diverged.
+    Y2, A2, kw = _tiny_ap()
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        bad = solve(Y2, A2, method="eand-arn", steps=40, learning_rate=1e12, key=jax.random.key(0), **kw)
+    assert bad.result is Result.DIVERGED and bool(np.all(np.isfinite(np.asarray(bad.U))))
+    with pytest.raises(TypeError, match="throw must be True or False"):
+        solve(Y, A, method="tikhonov-2", laplacian=L, throw="yes")
+
+
+def test_result_of_non_finite_potentials():
+    from ecgi_jax._solve import Result, result_of
+
+    assert result_of(np.array([[1.0, np.nan]]), {}) is Result.NON_FINITE
+    assert result_of(np.ones((2, 2)), {"converged": True, "stopped": "plateau"}) is Result.SUCCESS
+    assert result_of(np.ones((2, 2)), {"stopped": "diverged", "converged": False}) is Result.DIVERGED

@@ -317,7 +317,7 @@ def _check_batch_options(options, n_problems, n, n_t):
         S._check_options({"noise_std": noise_std}, n, n_t)
 
 
-def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **options) -> list[Solution]:
+def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, throw: bool = False, **options) -> list[Solution]:
     """Solve ``B`` inverse problems of equal shapes at once.
 
     Args:
@@ -328,6 +328,9 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
         keys: ``B`` PRNG keys (a ``(B,)`` key array or a sequence), one per problem, for methods
             that take ``key``; ``None`` gives every problem the method's default key (exactly as
             a loop of :func:`solve` without ``key``).
+        throw: raise :class:`~ecgi_jax.SolveError` naming the first problem whose result is not
+            :attr:`~ecgi_jax.Result.SUCCESS` (as :func:`solve`); by default every solution
+            comes back with its own ``result``.
         devices: ``None`` (default device, no sharding), ``"all"`` (every local device) or a list
             of devices: the batch axis is sharded over them (module docstring); a batch size that
             is not a multiple of their number is padded and the padding dropped.
@@ -351,6 +354,8 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
             instead of ``keys=``.
     """
     S._get(method)  # an unknown method: ValueError naming the valid ones
+    if not isinstance(throw, (bool, np.bool_)):
+        raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
     S.check_option_names(method, options)
     if "key" in options:
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
@@ -381,5 +386,8 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, **
         if options.get("truth") is not None:
             used["truth"] = options["truth"][b]  # as a loop of solve() records it
         diagnostics = {**sol.diagnostics, "time_s": elapsed, "batch_size": n_problems}
-        out.append(dataclasses.replace(sol, method=method, options=used, diagnostics=diagnostics))
+        result = S.result_of(sol.potentials, sol.diagnostics)
+        out.append(dataclasses.replace(sol, method=method, options=used, diagnostics=diagnostics, result=result))
+    for b, sol in enumerate(out):
+        S.check_result(sol, throw, where=f"problem {b} of the batch: ")
     return out

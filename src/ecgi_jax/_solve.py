@@ -12,6 +12,7 @@ their own module (``register_method("eand-arn", fn, "...")``) when that module i
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import time
 from typing import Any, Callable
@@ -25,7 +26,44 @@ from ._types import check_key
 from .operators import SparseOperator, edge_gradient
 from .solvers import classical as C
 
-__all__ = ["Solution", "solve", "register_method", "METHODS", "methods_table", "method_options"]
+__all__ = ["Result", "SolveError", "Solution", "solve", "register_method", "METHODS", "methods_table", "method_options"]
+
+
+class Result(str, enum.Enum):
+    """How a method ended, the same for every method (``Solution.result``).
+
+    ``SUCCESS``: it ran to its own end (a classical solve, a stopping rule met, the training
+    budget or a plateau). ``NOT_CONVERGED``: an iterative method (ADMM, IRLS, Levenberg–Marquardt)
+    used up ``max_iter`` before its stopping rule held; the last iterate is returned.
+    ``DIVERGED``: training met a non-finite loss or gradient; the last finite state is returned.
+    ``NON_FINITE``: the returned potentials hold NaN or Inf.
+    """
+
+    SUCCESS = "success"
+    NOT_CONVERGED = "not-converged"
+    DIVERGED = "diverged"
+    NON_FINITE = "non-finite"
+
+
+class SolveError(RuntimeError):
+    """Raised by ``solve(..., throw=True)`` when the result is not :attr:`Result.SUCCESS`; the
+    solution is in ``.solution``."""
+
+    def __init__(self, message: str, solution: "Solution"):
+        super().__init__(message)
+        self.solution = solution
+
+
+def result_of(potentials, diagnostics: dict) -> Result:
+    """The :class:`Result` of a method's output, from its potentials and the diagnostics every
+    iterative method reports (``"stopped"``: training; ``"converged"``: ADMM, IRLS, LM)."""
+    if not bool(jnp.all(jnp.isfinite(jnp.asarray(potentials)))):
+        return Result.NON_FINITE
+    if diagnostics.get("stopped") == "diverged":
+        return Result.DIVERGED
+    if diagnostics.get("converged") is False:
+        return Result.NOT_CONVERGED
+    return Result.SUCCESS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +80,8 @@ class Solution:
         recovery: ``(N, T)`` recovery variable for methods that estimate it (alias :attr:`V`),
             ``None`` for classical methods.
         history: training history for iterative/neural methods, ``None`` for classical methods.
+        result: how the method ended (:class:`Result`; set by :func:`solve`), the one field to
+            check in every method instead of its own diagnostics.
     """
 
     potentials: Any
@@ -50,6 +90,7 @@ class Solution:
     options: dict
     recovery: Any = None
     history: Any = None
+    result: Result = Result.SUCCESS
 
     @property
     def U(self):
@@ -328,13 +369,16 @@ def _check_time_samples(params, options, n_t, method):
         )
 
 
-def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
+def solve(Y, A, *, method: str = "tikhonov-2", throw: bool = False, **options) -> Solution:
     """Reconstruct heart potentials from body-surface potentials.
 
     Args:
         Y: ``(M, T)`` body-surface potentials (M leads, T samples).
         A: ``(M, N)`` transfer matrix.
         method: a name in :data:`METHODS` (``methods_table()`` lists them).
+        throw: raise :class:`SolveError` (holding the solution) when the result is not
+            :attr:`Result.SUCCESS`; by default the solution comes back with ``result`` saying how
+            it ended (and a ``RuntimeWarning`` where the method gives one).
         **options: method options; ``method_options(name)`` lists them with defaults.
 
     Raises:
@@ -349,6 +393,8 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
     if not isinstance(method, str):
         raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(_REGISTRY))}.")
     fn = _get(method)
+    if not isinstance(throw, (bool, np.bool_)):
+        raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
     params = _option_parameters(method)
     check_option_names(method, options)
     check_option_types(method, options)
@@ -362,7 +408,18 @@ def solve(Y, A, *, method: str = "tikhonov-2", **options) -> Solution:
     used = {p.name: p.default for p in params if p.default is not p.empty}
     used.update(sol.options)
     used.update(options)
-    return dataclasses.replace(sol, method=method, options=used, diagnostics={**sol.diagnostics, "time_s": elapsed})
+    sol = dataclasses.replace(
+        sol, method=method, options=used, diagnostics={**sol.diagnostics, "time_s": elapsed},
+        result=result_of(sol.potentials, sol.diagnostics),
+    )
+    check_result(sol, throw)
+    return sol
+
+
+def check_result(sol: Solution, throw: bool, where: str = "") -> None:
+    """Raise :class:`SolveError` for a failed ``sol`` when ``throw`` (``where`` prefixes the message)."""
+    if throw and sol.result is not Result.SUCCESS:
+        raise SolveError(f"{where}method {sol.method!r} ended {sol.result.value} (Solution.result); the solution is in .solution.", sol)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -461,7 +461,7 @@ def _solve(args) -> int:
 
     _say(f"solving with {args.method}: {A.shape[0]} leads, {n} heart nodes, {n_t} samples ...")
     sol = solve(Y, A, method=args.method, **options)
-    facts = [f"{sol.diagnostics['time_s']:.2f} s"]
+    facts = [f"{sol.diagnostics['time_s']:.2f} s", f"result {sol.result.value}"]
     for key in ("lam", "lam_s", "lam_t", "rank", "n_components", "final_loss", "pacing_node"):
         value = sol.diagnostics.get(key)
         if isinstance(value, (int, float, np.number)):

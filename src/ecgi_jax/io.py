@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._solve import Solution
+from ._solve import Result, Solution
 from .geometry import Mesh, atomic_write, load_mat
 from .geometry import load_mesh as _load_meshio
 
@@ -277,6 +277,7 @@ def save_solution(path, solution: Solution, mesh=None, *, times=None, truth=None
     meta = {
         "format": FORMAT,
         "method": solution.method,
+        "result": Result(solution.result).value,
         "options": _json_safe({k: _describe_operator(v) for k, v in solution.options.items()}),
         "diagnostics": _json_safe(solution.diagnostics, big, "diagnostics"),
         "history_keys": list(history),
@@ -350,9 +351,13 @@ def load_solution(path) -> LoadedSolution:
     for name in ("recovery", "truth"):
         if name in data and data[name].shape != U.shape:
             raise ValueError(f"{path} is damaged: {name!r} has shape {data[name].shape}, the potentials {U.shape}.")
+    try:
+        result = Result(meta.get("result", "success"))  # files written before results existed: success
+    except ValueError:
+        raise ValueError(f"{path} has damaged metadata: result {meta.get('result')!r} is not one of {[r.value for r in Result]}.") from None
     sol = Solution(
         potentials=U, method=meta["method"], diagnostics=diagnostics,
-        options=meta["options"], recovery=data.get("recovery"), history=history,
+        options=meta["options"], recovery=data.get("recovery"), history=history, result=result,
     )
     mesh = None
     if "vertices" in data or "triangles" in data:

@@ -141,6 +141,8 @@ def solve_hybrid(
         b = shoot((a.U, a.V))
     diag = {"first": first, a.method: a.diagnostics, b.method: b.diagnostics,
             "eand_arn_D": np.asarray(eand_params.D).tolist(), "eand_arn_a": float(eand_params.a)}
+    # The returned beat is the second stage's: so is how the call ended (Solution.result).
+    diag.update({k: b.diagnostics[k] for k in ("stopped", "converged") if k in b.diagnostics})
     return Solution(b.U, "hybrid", diag, options, recovery=b.V, history=b.history)
 
 
