@@ -188,8 +188,8 @@ def main(argv=None):
             if method == "ap-shooting":
                 d = sol.diagnostics
                 row.update(
-                    site_error_mm=float(np.linalg.norm(data.vertices[d["node"]] - data.vertices[args.node])),
-                    D_hat=float(d["D"]), D_sd=float(d["D_std"]), onset=d["onset"], onset_sd=d["onset_std"],
+                    site_error_mm=float(np.linalg.norm(data.vertices[d["pacing_node"]] - data.vertices[args.node])),
+                    D_hat=float(d["D"]), D_sd=float(d["D_std"]), onset=d["pacing_onset"], onset_sd=d["pacing_onset_std"],
                     misfit=d["misfit"], iterations=d["iterations"],
                 )
             rows.append(row)

@@ -109,15 +109,15 @@ def test_shooting_recovers_site_and_onset_to_noise_level(sphere):
         n_candidates=8, n_starts=2, max_iter=12,
     )
     d = sol.diagnostics
-    assert d["node"] == NODE
-    assert abs(d["onset"] - ONSET) < 0.1
+    assert d["pacing_node"] == NODE
+    assert abs(d["pacing_onset"] - ONSET) < 0.1
     assert abs(d["D"] - 10.0) < 1.0
     noise_var = float(jnp.mean((Yn - Y) ** 2))
     assert 0.8 < d["sigma2"] / noise_var < 1.3  # residual at the noise level, not above
     cov = d["covariance"]
     assert np.all(np.linalg.eigvalsh(cov) > 0)
     # the truth lies within ~4 sd of the estimate along the onset
-    assert abs(d["onset"] - ONSET) < 4 * d["onset_std"] + 0.02
+    assert abs(d["pacing_onset"] - ONSET) < 4 * d["pacing_onset_std"] + 0.02
     assert float(jnp.linalg.norm(sol.U - U) / jnp.linalg.norm(U)) < 0.15
     assert sol.V.shape == U.shape
 

@@ -57,8 +57,8 @@ def solve_ap_shooting(
     """Shooting through the Aliev–Panfilov simulator (see :func:`~ecgi_jax.solvers.shooting.shooting_fit`).
 
     Diagnostics: ``parameters`` / ``std`` (name → value, Laplace sds), ``covariance`` ``(p, p)``,
-    ``names``, ``sigma2`` (residual variance), ``misfit`` (``‖Y − AU‖²/‖Y‖²``), ``node`` (pacing
-    site), ``onset``/``onset_std``, ``width``, ``D``/``D_std`` and ``a``/``a_std`` (delta method),
+    ``names``, ``sigma2`` (residual variance), ``misfit`` (``‖Y − AU‖²/‖Y‖²``), ``pacing_node``
+    (pacing site), ``pacing_onset``/``pacing_onset_std``, ``width``, ``D``/``D_std`` and ``a``/``a_std`` (delta method),
     ``iterations``/``converged`` of the best start, ``start_nodes``, ``start_misfits``.
     """
     options = _recorded(locals())
@@ -77,9 +77,9 @@ def solve_ap_shooting(
         covariance=fit.cov,
         sigma2=fit.sigma2,
         misfit=fit.misfit,
-        node=fit.node,
-        onset=fit.onset,
-        onset_std=float(fit.std[names.index("onset")]),
+        pacing_node=fit.node,
+        pacing_onset=fit.onset,
+        pacing_onset_std=float(fit.std[names.index("onset")]),
         width=fit.width,
         D=np.asarray(fit.ap_params.D).tolist(),
         a=float(fit.ap_params.a),
