@@ -18,7 +18,8 @@ import pytest
 
 import ecgi_jax  # noqa: F401  (registers every method)
 from ecgi_jax import operators, solve, solve_batch
-from ecgi_jax._solve import _REGISTRY, _get, _option_kind, method_options
+from ecgi_jax._registry import METHODS as _REGISTRY, get_method as _get, method_options
+from ecgi_jax._solve import _option_kind
 from ecgi_jax.geometry import icosphere
 
 # Options that are arrays, operators, keys, paths or structured values: the array and operator

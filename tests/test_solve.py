@@ -45,9 +45,9 @@ def test_register_from_elsewhere():
         with pytest.raises(TypeError, match="valid options: scale"):
             solve(Y, A, method="test-fake", bogus=1)
     finally:
-        from ecgi_jax import _solve
+        from ecgi_jax import _registry
 
-        _solve._REGISTRY.pop("test-fake")
+        _registry._REGISTRY.pop("test-fake")
         METHODS.pop("test-fake")
 
 

@@ -9,7 +9,6 @@ from . import activation, datasets, ep, forward, geometry, io, metrics, operator
 from ._solve import METHODS, Result, SolveError, Solution, method_options, methods_table, register_method, solve
 from ._batch import solve_batch
 from .solvers.neural import _methods as _neural_methods  # registers "eand-arn" and "pdl"
-from .solvers.classical import _methods_extra as _classical_extra_methods  # "total-variation", "l1", "lp-lq", "greensite"
 from .solvers.shooting import _methods as _shooting_methods  # registers "ap-shooting" and "hybrid"
 from .solvers.activation import _methods as _activation_methods  # registers "activation-based"
 

@@ -34,31 +34,28 @@ import dataclasses
 import functools
 import inspect
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _solve as S
-from ._solve import Solution, method_options, solve
-from .operators import SparseOperator
-from .solvers import classical as C
+from ._registry import Solution, batch_method, get_method, method_options, register_batch_method, result_of
+from ._solve import (
+    _check_options,
+    _validate,
+    _working_precision,
+    check_option_names,
+    check_option_types,
+    check_result,
+    solve,
+)
+from .operators import SparseOperator, finite_array
+from .solvers import classical
+from .solvers.classical._methods import _check_constant_mode, _spatial_operator
 
 __all__ = ["solve_batch", "register_batch_method", "batch_mesh", "shard_batch"]
-
-_BATCHED: dict[str, Callable[..., list[Solution]]] = {}
-
-
-def register_batch_method(name: str, fn: Callable[..., list[Solution]]) -> None:
-    """Register a batched implementation of the method ``name``:
-    ``fn(Y, A, *, keys, place, replicate, **options) -> list[Solution]`` with ``Y (B, m, t)``,
-    ``A (B, m, n)`` or ``(m, n)``, ``keys`` ``None`` or ``B`` keys, ``place(tree)`` putting a
-    stacked pytree on the devices (padded: see :func:`shard_batch`; results beyond ``B`` are to
-    be dropped) and ``replicate(tree)`` putting shared arrays on every device."""
-    _BATCHED[name] = fn
-
 
 # ----------------------------------------------------------------------------------------------
 # devices
@@ -119,23 +116,23 @@ def _classical_core(Y, A, R, lambdas, truth, noise_std, tau, fixed, *, kind, rul
     def one(y, factor, a, t, sigma):
         if rule is None:
             if kind == "tsvd":
-                path = C.tsvd_path(y, ks=jnp.reshape(fixed, (1,)), factor=factor)
+                path = classical.tsvd_path(y, ks=jnp.reshape(fixed, (1,)), factor=factor)
                 return path.solution(0), {"residual_norm": path.residual_norm[0]}
-            X = C.tikhonov_from_factor(factor, y, fixed)
+            X = classical.tikhonov_from_factor(factor, y, fixed)
             return X, {"residual_norm": jnp.linalg.norm(a @ X - y)}
         if kind == "tsvd":
-            path = C.tsvd_path(y, factor=factor, truth=t)
+            path = classical.tsvd_path(y, factor=factor, truth=t)
         else:
-            path = C.tikhonov_path(y, lambdas=lambdas, factor=factor, truth=t)
+            path = classical.tikhonov_path(y, lambdas=lambdas, factor=factor, truth=t)
         kw = dict(noise_std=sigma, tau=tau) if rule == "discrepancy" else {}
-        choice = C.select_lambda(path, rule, **kw)
-        noise = C.estimate_noise(path) if rule == "discrepancy" else None
+        choice = classical.select_lambda(path, rule, **kw)
+        noise = classical.estimate_noise(path) if rule == "discrepancy" else None
         return path.solution(choice.index), _path_outputs(path, choice, noise)
 
     if shared:
-        factor = C.factorize(A, R)
+        factor = classical.factorize(A, R)
         return jax.vmap(one, in_axes=(0, None, None, 0, 0))(Y, factor, A, truth, noise_std)
-    return jax.vmap(lambda y, a, t, s: one(y, C.factorize(a, R), a, t, s))(Y, A, truth, noise_std)
+    return jax.vmap(lambda y, a, t, s: one(y, classical.factorize(a, R), a, t, s))(Y, A, truth, noise_std)
 
 
 def _np(x):
@@ -189,27 +186,27 @@ def _batch_classical(name, kind, order):
             raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (B, N, T). (BENCHMARK-ONLY)")
         elif kind == "tsvd" and rule == "creso":
             raise ValueError("CRESO is defined for Tikhonov λ only; for tsvd use lcurve, gcv, discrepancy, ucurve or oracle.")
-        elif rule not in C.RULES:
-            raise ValueError(f"unknown lambda_rule {rule!r}; valid rules: {', '.join(C.RULES)}.")
+        elif rule not in classical.RULES:
+            raise ValueError(f"unknown lambda_rule {rule!r}; valid rules: {', '.join(classical.RULES)}.")
 
         R = None
         if kind == "tikhonov" and order:
-            R = S._spatial_operator(
+            R = _spatial_operator(
                 order, n, o.get("laplacian"), o.get("gradient"), o.get("vertices"), o.get("adjacency")
             )
             for a in [A] if shared else A:  # host-side check, once per distinct A
-                S._check_constant_mode(a, R, "the regularization operator")
-            R = R.astype(dtype) if isinstance(R, SparseOperator) else C.as_matrix(R, dtype)
+                _check_constant_mode(a, R, "the regularization operator")
+            R = R.astype(dtype) if isinstance(R, SparseOperator) else classical.as_matrix(R, dtype)
         truth = o["truth"]
         if truth is not None and rule is not None:
-            truth = S._finite_array(truth, "truth").astype(dtype)
+            truth = finite_array(truth, "truth").astype(dtype)
             if truth.shape != (n_problems, n, Y.shape[2]):
                 raise ValueError(f"truth has shape {truth.shape}; expected {(n_problems, n, Y.shape[2])} (one per problem).")
         else:
             truth = None
         lambdas = o.get("lambdas")
         if lambdas is not None:
-            lambdas = S._finite_array(lambdas, "lambdas").astype(dtype)
+            lambdas = finite_array(lambdas, "lambdas").astype(dtype)
         noise_given = o.get("noise_std")
         noise = None
         if rule == "discrepancy" and noise_given is not None:
@@ -266,7 +263,7 @@ def _as_batch_array(x, name):
     """``(array, finite)``: ``x`` checked as :func:`solve` checks an input (numeric, real) over
     the whole batch at once; NaN/Inf are left to the per-problem checks, which say where."""
     try:
-        return S._finite_array(x, name), True
+        return finite_array(x, name), True
     except ValueError:  # NaN or Inf values (every other failure is a TypeError)
         return jnp.asarray(x), False
 
@@ -292,29 +289,29 @@ def _validate_batch(Y, A):
         raise ValueError("Y holds no problems (B = 0).")
     shared = A.ndim == 2
     if shared and not a_finite:
-        S._finite_array(A, "A")  # raises: NaN/Inf in the shared A are no one problem's
+        finite_array(A, "A")  # raises: NaN/Inf in the shared A are no one problem's
     for b in range(1 if y_finite and a_finite else Y.shape[0]):
         try:
-            S._validate(Y[b], A if shared else A[b])
+            _validate(Y[b], A if shared else A[b])
         except (TypeError, ValueError) as e:
             raise type(e)(f"problem {b} of the batch: {e}") from None
-    return S._working_precision(Y, A)
+    return _working_precision(Y, A)
 
 
 def _check_batch_options(options, n_problems, n, n_t):
     """:func:`solve`'s option checks, with the per-problem options checked for their batch axis."""
     per_problem = ("truth", "noise_std", "start")
-    S._check_options({k: v for k, v in options.items() if k not in per_problem}, n, n_t)
+    _check_options({k: v for k, v in options.items() if k not in per_problem}, n, n_t)
     truth = options.get("truth")
     if truth is not None:
         t = np.asarray(truth)
         if t.shape != (n_problems, n, n_t):
             raise ValueError(f"truth has shape {t.shape}; expected (B, N, T) = {(n_problems, n, n_t)} to match Y and A.")
         for b in range(n_problems):
-            S._check_options({"truth": t[b]}, n, n_t)
+            _check_options({"truth": t[b]}, n, n_t)
     noise_std = options.get("noise_std")
     if noise_std is not None and np.ndim(noise_std) == 0:
-        S._check_options({"noise_std": noise_std}, n, n_t)
+        _check_options({"noise_std": noise_std}, n, n_t)
 
 
 def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, throw: bool = False, **options) -> list[Solution]:
@@ -353,13 +350,13 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, th
         TypeError: an option the method does not take (listing the valid ones), ``key=`` given
             instead of ``keys=``.
     """
-    S._get(method)  # an unknown method: ValueError naming the valid ones
+    get_method(method)  # an unknown method: ValueError naming the valid ones
     if not isinstance(throw, (bool, np.bool_)):
         raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
-    S.check_option_names(method, options)
+    check_option_names(method, options)
     if "key" in options:
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")
-    S.check_option_types(method, options)
+    check_option_types(method, options)
     Y, A = _validate_batch(Y, A)
     n_problems = Y.shape[0]
     _check_batch_options(options, n_problems, A.shape[-1], Y.shape[-1])
@@ -371,7 +368,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, th
     place = functools.partial(shard_batch, mesh=mesh)
 
     t0 = time.perf_counter()
-    batched = _BATCHED.get(method)
+    batched = batch_method(method)
     if batched is None:
         sols = _loop(method, Y, A, keys, options)
     else:
@@ -386,8 +383,8 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, th
         if options.get("truth") is not None:
             used["truth"] = options["truth"][b]  # as a loop of solve() records it
         diagnostics = {**sol.diagnostics, "time_s": elapsed, "batch_size": n_problems}
-        result = S.result_of(sol.potentials, sol.diagnostics)
+        result = result_of(sol.potentials, sol.diagnostics)
         out.append(dataclasses.replace(sol, method=method, options=used, diagnostics=diagnostics, result=result))
     for b, sol in enumerate(out):
-        S.check_result(sol, throw, where=f"problem {b} of the batch: ")
+        check_result(sol, throw, where=f"problem {b} of the batch: ")
     return out

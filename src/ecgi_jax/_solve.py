@@ -1,9 +1,10 @@
-"""The front door: ``solve(Y, A, method=..., **options) -> Solution`` and the method registry.
+"""The front door: ``solve(Y, A, method=..., **options) -> Solution``.
 
 Every inverse method, classical or neural, is a function ``fn(Y, A, **options) -> Solution``
-registered under a name with :func:`register_method`. :func:`solve` validates the inputs, checks
-the options against ``fn``'s signature, times the call and fills ``Solution.options`` with the
-options actually used (defaults included).
+registered under a name in :mod:`ecgi_jax._registry` (a leaf module, so solvers never import this
+one). :func:`solve` validates the inputs, checks the options against ``fn``'s signature, times the
+call, fills ``Solution.options`` with the options actually used (defaults included) and sets
+``Solution.result``.
 
 Importing this module imports only the classical solvers; neural methods register themselves from
 their own module (``register_method("eand-arn", fn, "...")``) when that module is imported.
@@ -12,181 +13,39 @@ their own module (``register_method("eand-arn", fn, "...")``) when that module i
 from __future__ import annotations
 
 import dataclasses
-import enum
 import inspect
 import time
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
 
+from ._registry import (
+    METHODS,
+    Result,
+    Solution,
+    SolveError,
+    get_method,
+    method_options,
+    methods_table,
+    option_parameters,
+    register_method,
+    result_of,
+)
 from ._types import check_key
-from .operators import SparseOperator, edge_gradient
-from .solvers import classical as C
+from .operators import check_operator, finite_array
+from .solvers import classical as _classical  # noqa: F401  (registers the classical methods)
 
 __all__ = ["Result", "SolveError", "Solution", "solve", "register_method", "METHODS", "methods_table", "method_options"]
-
-
-class Result(str, enum.Enum):
-    """How a method ended, the same for every method (``Solution.result``).
-
-    ``SUCCESS``: it ran to its own end (a classical solve, a stopping rule met, the training
-    budget or a plateau). ``NOT_CONVERGED``: an iterative method (ADMM, IRLS, Levenberg–Marquardt)
-    used up ``max_iter`` before its stopping rule held; the last iterate is returned.
-    ``DIVERGED``: training met a non-finite loss or gradient; the last finite state is returned.
-    ``NON_FINITE``: the returned potentials hold NaN or Inf.
-    """
-
-    SUCCESS = "success"
-    NOT_CONVERGED = "not-converged"
-    DIVERGED = "diverged"
-    NON_FINITE = "non-finite"
-
-
-class SolveError(RuntimeError):
-    """Raised by ``solve(..., throw=True)`` when the result is not :attr:`Result.SUCCESS`; the
-    solution is in ``.solution``."""
-
-    def __init__(self, message: str, solution: "Solution"):
-        super().__init__(message)
-        self.solution = solution
-
-
-def result_of(potentials, diagnostics: dict) -> Result:
-    """The :class:`Result` of a method's output, from its potentials and the diagnostics every
-    iterative method reports (``"stopped"``: training; ``"converged"``: ADMM, IRLS, LM)."""
-    if not bool(jnp.all(jnp.isfinite(jnp.asarray(potentials)))):
-        return Result.NON_FINITE
-    if diagnostics.get("stopped") == "diverged":
-        return Result.DIVERGED
-    if diagnostics.get("converged") is False:
-        return Result.NOT_CONVERGED
-    return Result.SUCCESS
-
-
-@dataclasses.dataclass(frozen=True)
-class Solution:
-    """Result of :func:`solve`.
-
-    Attributes:
-        potentials: ``(N, T)`` reconstructed heart potentials (alias :attr:`U`).
-        method: the registered method name.
-        diagnostics: method-specific facts: for classical methods the chosen λ (``"lam"``), the
-            rule and the curves it was chosen from, residual norm, and ``"time_s"`` (wall-clock
-            seconds of the whole call, added by :func:`solve`).
-        options: every option the method ran with, defaults included.
-        recovery: ``(N, T)`` recovery variable for methods that estimate it (alias :attr:`V`),
-            ``None`` for classical methods.
-        history: training history for iterative/neural methods, ``None`` for classical methods.
-        result: how the method ended (:class:`Result`; set by :func:`solve`), the one field to
-            check in every method instead of its own diagnostics.
-    """
-
-    potentials: Any
-    method: str
-    diagnostics: dict
-    options: dict
-    recovery: Any = None
-    history: Any = None
-    result: Result = Result.SUCCESS
-
-    @property
-    def U(self):
-        return self.potentials
-
-    @property
-    def V(self):
-        return self.recovery
-
-
-_REGISTRY: dict[str, tuple[Callable[..., Solution], str]] = {}
-METHODS: dict[str, str] = {}
-"""Registered method names → one-line descriptions (updated by :func:`register_method`)."""
-
-
-def register_method(name: str, fn: Callable[..., Solution], description: str, *, overwrite: bool = True) -> None:
-    """Register ``fn(Y, A, **options) -> Solution`` under ``name`` for :func:`solve`.
-
-    Options are checked against ``fn``'s keyword parameters (a ``**kwargs`` parameter disables the
-    check). Re-registering a name replaces it unless ``overwrite=False``.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError("method name must be a non-empty string.")
-    if not callable(fn):
-        raise TypeError(f"fn for method {name!r} must be callable.")
-    if not overwrite and name in _REGISTRY:
-        raise ValueError(f"method {name!r} is already registered.")
-    _REGISTRY[name] = (fn, str(description))
-    METHODS[name] = str(description)
-
-
-def _option_parameters(name: str) -> list[inspect.Parameter]:
-    """A registered method's parameters after ``(Y, A)``: its options."""
-    return list(inspect.signature(_get(name)).parameters.values())[2:]
-
-
-def method_options(name: str) -> dict[str, Any]:
-    """The options of a registered method and their defaults (``inspect.Parameter.empty`` if none)."""
-    return {p.name: p.default for p in _option_parameters(name) if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-
-
-def methods_table() -> str:
-    """Markdown table of the registered methods (for the README)."""
-    lines = ["| method | description |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in METHODS.items()]
-    return "\n".join(lines)
-
-
-def _get(name):
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(sorted(_REGISTRY))}.")
-    return _REGISTRY[name][0]
 
 
 # ----------------------------------------------------------------------------------------------
 # validation
 
 
-def _finite_array(x, name):
-    try:
-        arr = jnp.asarray(x)
-    except TypeError as e:
-        dtype = f" of dtype {x.dtype}" if hasattr(x, "dtype") else ""
-        raise TypeError(f"{name} must be a numeric array; got {type(x).__name__}{dtype}.") from e
-    if not jnp.issubdtype(arr.dtype, jnp.number):
-        raise TypeError(f"{name} must be numeric; got dtype {arr.dtype}.")
-    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
-        raise TypeError(f"{name} must be real; got complex dtype {arr.dtype} (pass the real part if that is meant).")
-    if not bool(jnp.all(jnp.isfinite(arr))):
-        bad = int(jnp.size(arr) - jnp.sum(jnp.isfinite(arr)))
-        hint = " (e.g. drop bad leads from Y and the matching rows of A)" if name in ("Y", "A") else ""
-        raise ValueError(f"{name} contains NaN or Inf values ({bad} of {arr.size} entries); remove or interpolate them{hint}.")
-    return arr
-
-
-def _check_operator(op, name, n, square=False):
-    """Validate a spatial operator (SparseOperator / scipy / dense): ``(K, n)`` (``(n, n)`` if
-    ``square``) with finite entries. Returns it unchanged (or as a dense array)."""
-    if isinstance(op, SparseOperator):
-        shape, vals = op.shape, op.weights
-    elif sp.issparse(op):
-        shape, vals = op.shape, op.data
-    else:
-        op = _finite_array(op, name)
-        shape, vals = op.shape, op
-    if len(shape) != 2 or shape[1] != n or (square and shape[0] != n):
-        want = f"({n}, {n})" if square else f"(K, {n})"
-        raise ValueError(f"{name} has shape {tuple(shape)}; expected {want} for N = {n} heart nodes.")
-    if not bool(np.all(np.isfinite(np.asarray(vals)))):
-        raise ValueError(f"{name} contains NaN or Inf values.")
-    return op
-
-
 def _validate(Y, A):
-    Y = _finite_array(Y, "Y")
-    A = _finite_array(A, "A")
+    Y = finite_array(Y, "Y")
+    A = finite_array(A, "A")
     if Y.ndim != 2:
         raise ValueError(f"Y must be 2-D (M leads, T samples); got shape {Y.shape}.")
     if A.ndim != 2:
@@ -259,7 +118,7 @@ RENAMED_OPTIONS: dict[str, dict[str, str]] = {
 def check_option_names(method: str, options) -> None:
     """Refuse an option ``method`` does not take, naming the valid ones (and the new name of a
     renamed one)."""
-    params = _option_parameters(method)
+    params = option_parameters(method)
     if any(p.kind == p.VAR_KEYWORD for p in params):
         return
     valid = [p.name for p in params]
@@ -277,7 +136,7 @@ def check_option_types(method: str, options) -> None:
     be ``True``/``False`` (a string ``"yes"`` or ``"False"`` is not), a number must not be a string
     or a bool. One layer for every method, run before any work is done; ranges are checked by
     :func:`_check_options` and by the methods themselves."""
-    kinds = {p.name: _option_kind(p) for p in _option_parameters(method)}
+    kinds = {p.name: _option_kind(p) for p in option_parameters(method)}
     for name, value in options.items():
         kind = kinds.get(name)
         if value is None or kind is None or isinstance(value, jax.core.Tracer) or name in _COUNTS or name in _POSITIVE_SCALARS:
@@ -317,7 +176,7 @@ def _check_options(options, n, n_t):
                 raise ValueError(f"option {name} must be a finite number {rel} {lo:g}; got {value!r}.")
         elif name in _POSITIVE_GRIDS:
             lo, closed = _POSITIVE_GRIDS[name]
-            g = np.asarray(_finite_array(value, name))
+            g = np.asarray(finite_array(value, name))
             if g.ndim != 1 or g.size == 0:
                 raise ValueError(f"option {name} must be a non-empty 1-D grid of values; got shape {g.shape}.")
             if (g < lo).any() or (not closed and (g <= lo).any()):
@@ -331,21 +190,21 @@ def _check_options(options, n, n_t):
         elif name == "key":
             check_key(value, "option key")
         elif name == "truth":
-            t = _finite_array(value, "truth")
+            t = finite_array(value, "truth")
             if t.shape != (n, n_t):
                 raise ValueError(f"truth has shape {t.shape}; expected (N, T) = {(n, n_t)} to match A and Y.")
         elif name == "laplacian":
-            _check_operator(value, "laplacian", n, square=True)
+            check_operator(value, "laplacian", n, square=True)
         elif name == "gradient":
-            _check_operator(value, "gradient", n)
+            check_operator(value, "gradient", n)
         elif name == "temporal":
-            t = _finite_array(value, "temporal")
+            t = finite_array(value, "temporal")
             if t.shape != (n_t, n_t):
                 raise ValueError(f"temporal has shape {t.shape}; expected (T, T) = {(n_t, n_t)} for T = {n_t} samples.")
         elif name == "ap_params" and hasattr(value, "validate"):
             value.validate()  # Aliev–Panfilov parameters: finite, positive D, k, …; 0 < a < 1
         elif name == "vertices":
-            v = _finite_array(value, "vertices")
+            v = finite_array(value, "vertices")
             if v.shape != (n, 3):
                 raise ValueError(f"vertices has shape {v.shape}; expected (N, 3) = {(n, 3)} heart-node coordinates.")
 
@@ -391,11 +250,11 @@ def solve(Y, A, *, method: str = "tikhonov-2", throw: bool = False, **options) -
             method, complex or non-numeric arrays.
     """
     if not isinstance(method, str):
-        raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(_REGISTRY))}.")
-    fn = _get(method)
+        raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(METHODS))}.")
+    fn = get_method(method)
     if not isinstance(throw, (bool, np.bool_)):
         raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
-    params = _option_parameters(method)
+    params = option_parameters(method)
     check_option_names(method, options)
     check_option_types(method, options)
     Y, A = _validate(Y, A)
@@ -420,270 +279,3 @@ def check_result(sol: Solution, throw: bool, where: str = "") -> None:
     """Raise :class:`SolveError` for a failed ``sol`` when ``throw`` (``where`` prefixes the message)."""
     if throw and sol.result is not Result.SUCCESS:
         raise SolveError(f"{where}method {sol.method!r} ended {sol.result.value} (Solution.result); the solution is in .solution.", sol)
-
-
-# ----------------------------------------------------------------------------------------------
-# classical methods
-
-
-# Jitted entry points: one compiled program each instead of dozens of eagerly dispatched ops
-# (much faster to compile, and the ops fuse).
-_factorize = jax.jit(C.factorize)
-_tikhonov_path = jax.jit(C.tikhonov_path)
-_tsvd_path = jax.jit(C.tsvd_path)
-_from_factor = jax.jit(C.tikhonov_from_factor)
-
-
-def _np(x):
-    return None if x is None else np.asarray(x)
-
-
-def _spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
-    if isinstance(order, (bool, np.bool_)) or order not in (0, 1, 2):
-        raise ValueError(f"option order must be 0, 1 or 2 (the derivative order of the spatial penalty); got {order!r}.")
-    if order == 0:
-        return None
-    if order == 1:
-        if gradient is not None:
-            return _check_operator(gradient, "gradient", n)
-        if vertices is not None and adjacency is not None:
-            return edge_gradient(np.asarray(vertices), adjacency)
-        raise ValueError(
-            "first-order Tikhonov needs a gradient operator: pass gradient= (K, N), e.g. "
-            "ecgi_jax.operators.surface_gradient(mesh), or vertices= and adjacency= to build an edge gradient."
-        )
-    if laplacian is None:
-        raise ValueError(
-            "second-order Tikhonov needs the surface Laplacian: pass laplacian= (N, N) as a "
-            "SparseOperator, scipy sparse matrix or dense array."
-        )
-    return _check_operator(laplacian, "laplacian", n, square=True)
-
-
-def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind, choice=None):
-    # choice: a LambdaChoice made outside (rule "cv" needs A and R, which the path does not hold).
-    diag: dict[str, Any] = {}
-    if lam is not None:
-        raise AssertionError  # handled by callers
-    kw = {}
-    if lambda_rule == "discrepancy":
-        kw = dict(noise_std=noise_std, tau=tau)
-        diag["noise_std"] = float(C.estimate_noise(path) if noise_std is None else noise_std)
-        diag["noise_std_estimated"] = noise_std is None
-    if lambda_rule == "oracle" and truth is None:
-        raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
-    if kind == "tsvd" and lambda_rule == "creso":
-        raise ValueError("CRESO is defined for Tikhonov λ only; for tsvd use lcurve, gcv, discrepancy, ucurve or oracle.")
-    if choice is None:
-        choice = C.select_lambda(path, lambda_rule, **kw)
-    i = int(choice.index)
-    X = path.solution(i)
-    diag.update(
-        lam=float(choice.lam),
-        lambda_index=i,
-        lambda_rule=lambda_rule,
-        benchmark_only=choice.benchmark_only,
-        lambdas=_np(path.lambdas),
-        criterion=_np(choice.curve),
-        residual_norms=_np(path.residual_norm),
-        seminorms=_np(path.seminorm),
-        residual_norm=float(path.residual_norm[i]),
-        seminorm=float(path.seminorm[i]),
-    )
-    if path.error is not None:
-        diag["relative_errors"] = _np(path.error)  # BENCHMARK-ONLY curve
-    return X, diag
-
-
-def _column_components(R, n):
-    """Connected components of the columns of ``R`` (columns linked when they share a row).
-
-    The null space of a penalty built from a mesh graph (Laplacian, edge or surface gradient) is
-    spanned by the indicator vectors of these components: one constant per connected part.
-    """
-    from scipy.sparse.csgraph import connected_components
-
-    if isinstance(R, SparseOperator):
-        m = R.to_scipy()
-    elif sp.issparse(R):
-        m = sp.csr_matrix(R)
-    else:
-        m = sp.csr_matrix(np.asarray(R))
-    pattern = (abs(m) > 0).astype(np.float64)
-    graph = (pattern.T @ pattern).tocsr()
-    return connected_components(graph, directed=False)
-
-
-def _check_constant_mode(A, R, name):
-    """Refuse a Tikhonov problem whose solution is not unique: A and R both annihilate a
-    piecewise-constant potential (constant on each connected part of R's node graph).
-
-    This covers the common case (zero-mean-reference A with A·1 = 0 and a Laplacian with L·1 = 0)
-    and its generalization to penalties on disconnected meshes (one constant per part) and to
-    nodes no row of R touches. Cost: a sparse connected-components pass and an ``(M, k)`` SVD
-    for ``k`` components. It does not look for other (non piecewise-constant) common null vectors.
-    """
-    n = A.shape[1]
-    a = np.asarray(A, np.float64)
-    probe = np.random.default_rng(0).normal(size=n) / np.sqrt(n)
-    apply = lambda x: np.asarray(R @ jnp.asarray(x, jnp.result_type(float)), np.float64)  # noqa: E731
-    tol = 1e-5
-    n_parts, labels = _column_components(R, n)
-    basis = np.zeros((n, n_parts))
-    basis[np.arange(n), labels] = 1.0
-    basis /= np.sqrt(basis.sum(axis=0, keepdims=True))
-    r_probe = np.linalg.norm(apply(probe))
-    in_null = [j for j in range(n_parts) if np.linalg.norm(apply(basis[:, j])) <= tol * r_probe]
-    if not in_null:
-        return
-    sv = np.linalg.svd(a @ basis[:, in_null], compute_uv=False)
-    if sv.min() > tol * np.linalg.norm(a @ probe):
-        return
-    if n_parts == 1:
-        raise ValueError(
-            f"A maps constant heart potentials to zero (a zero-mean reference) and {name} annihilates "
-            "them too, so the constant component of the solution is undetermined. Build A with the "
-            "heart reference (forward.transfer_matrix(..., reference='none')), or use tikhonov-0."
-        )
-    raise ValueError(
-        f"{name} splits the {n} heart nodes into {n_parts} disconnected parts (sizes "
-        f"{np.bincount(labels)[:8].tolist()}{'...' if n_parts > 8 else ''}) and is constant-blind on "
-        f"{len(in_null)} of them, and A cannot tell those constants apart either (smallest singular "
-        f"value {sv.min():.3g}): the solution is not unique. Use a connected mesh (check "
-        "geometry.Mesh.n_components()), build A with reference='none', or use tikhonov-0."
-    )
-
-
-def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R):
-    n = A.shape[1]
-    if R is not None:
-        _check_constant_mode(A, R, "the regularization operator")
-    if truth is not None:
-        truth = _finite_array(truth, "truth")
-        if truth.shape != (n, Y.shape[1]):
-            raise ValueError(f"truth has shape {truth.shape}; expected {(n, Y.shape[1])}.")
-    if lambdas is not None:
-        lambdas = _finite_array(lambdas, "lambdas")
-    if lam is not None and not float(lam) > 0:
-        raise ValueError(f"lam must be positive; got {lam}.")
-    if isinstance(R, SparseOperator):
-        R = R.astype(A.dtype)
-    factor = _factorize(A, C.as_matrix(R, A.dtype) if R is not None and not isinstance(R, SparseOperator) else R)
-    if lam is not None:
-        X = _from_factor(factor, Y, lam)
-        res = float(jnp.linalg.norm(A @ X - Y))
-        diag = dict(lam=float(lam), lambda_rule=None, residual_norm=res)
-    else:
-        path = _tikhonov_path(Y, lambdas=lambdas, factor=factor, truth=truth)
-        cv = C.crossval(Y, A, R, path.lambdas) if lambda_rule == "cv" else None  # 5 random lead folds
-        X, diag = _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, "tikhonov", cv)
-    diag["order"] = order
-    return Solution(X, f"tikhonov-{order}", diag, {})
-
-
-def _tikhonov0(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, noise_std=None, tau=1.0, truth=None):
-    return _tikhonov_impl(0, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, None)
-
-
-def _tikhonov1(
-    Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, gradient=None, vertices=None, adjacency=None,
-    noise_std=None, tau=1.0, truth=None,
-):
-    R = _spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
-    return _tikhonov_impl(1, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
-
-
-def _tikhonov2(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, noise_std=None, tau=1.0, truth=None):
-    R = _spatial_operator(2, A.shape[1], laplacian, None, None, None)
-    return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
-
-
-def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=None):
-    factor = _factorize(A)
-    p = factor.c.shape[0]
-    if rank is not None:
-        if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= p):
-            raise ValueError(f"option rank must be an integer in [1, {p}]; got {rank!r}.")
-        path = _tsvd_path(Y, ks=jnp.asarray([rank]), factor=factor)
-        X = path.solution(0)
-        diag = dict(rank=int(rank), lambda_rule=None, residual_norm=float(path.residual_norm[0]))
-    else:
-        if truth is not None:
-            truth = _finite_array(truth, "truth")
-        path = _tsvd_path(Y, factor=factor, truth=truth)
-        X, diag = _run_path(Y, factor, path, None, lambda_rule, noise_std, tau, truth, "tsvd")
-        diag["rank"] = int(round(diag["lam"]))
-    return Solution(X, "tsvd", diag, {})
-
-
-def _spatiotemporal(
-    Y, A, *, lam_s=None, lam_t=None, lambda_rule="gcv", lams_s=None, lams_t=None, order=2,
-    laplacian=None, gradient=None, vertices=None, adjacency=None, dt=0.1, temporal=None, noise_std=None,
-    tau=1.0, truth=None,
-):
-    n, n_t = A.shape[1], Y.shape[1]
-    R = _spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
-    Rd = C.as_matrix(R, A.dtype)
-    D = C.temporal_operator(n_t, dt) if temporal is None else _finite_array(temporal, "temporal")
-    if truth is not None:
-        truth = _finite_array(truth, "truth")
-    if lambda_rule not in ("gcv", "discrepancy", "oracle"):
-        raise ValueError(f"spatiotemporal lambda_rule must be one of gcv, discrepancy, oracle; got {lambda_rule!r}.")
-    if lambda_rule == "oracle" and truth is None and (lam_s is None or lam_t is None):
-        raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
-    for one, grid, name in ((lam_s, lams_s, "lam_s"), (lam_t, lams_t, "lam_t")):
-        if one is not None and grid is not None:
-            raise ValueError(f"give {name} (one value) or {name[:3]}s_{name[-1]} (a grid to choose from), not both.")
-    if lam_t is not None:
-        lams_t = [float(lam_t)]  # a fixed temporal weight; the rule still picks lam_s
-    diag: dict[str, Any] = {}
-    if lam_s is not None and lam_t is not None:
-        X = C.spatiotemporal(Y, A, lam_s, lam_t, Rd, D)
-        diag.update(lam_s=float(lam_s), lam_t=float(lam_t), lambda_rule=None)
-    else:
-        if lambda_rule == "discrepancy" and noise_std is None:
-            noise_std = float(C.estimate_noise(C.tikhonov_path(Y, A, R=Rd)))
-            diag["noise_std_estimated"] = True
-        if lams_s is None:
-            # Centre the spatial grid on the purely spatial choice of the same rule, then balance
-            # the temporal weight so both penalties are equal at ratio 1 on that solution.
-            fpath = C.tikhonov_path(Y, A, R=Rd, truth=truth)
-            kw = dict(noise_std=noise_std, tau=tau) if lambda_rule == "discrepancy" else {}
-            ch = C.select_lambda(fpath, lambda_rule, **kw)
-            lam0 = float(ch.lam) if lam_s is None else float(lam_s)
-            lams_s = [lam0] if lam_s is not None else lam0 * np.logspace(-0.5, 0.5, 3)
-            X0 = fpath.solution(ch.index)
-            rx = Rd if Rd is not None else None
-            spat = float(jnp.sum((X0 if rx is None else rx @ X0) ** 2))
-            temp = float(jnp.sum((X0 @ jnp.asarray(D, X0.dtype).T) ** 2))
-            base = lam0 * spat / max(temp, 1e-30)
-        else:
-            base = 1.0
-        if lams_t is None:
-            lams_t = base * np.concatenate([[0.0], np.logspace(-3, 1, 7)])
-        path = C.spatiotemporal_path(Y, A, lams_s, lams_t, Rd, D, truth=truth)
-        choice = C.select_spatiotemporal(path, lambda_rule, noise_std=noise_std, tau=tau)
-        ls, lt = (float(v) for v in choice.lam)
-        X = C.spatiotemporal(Y, A, ls, lt, Rd, D)
-        diag.update(
-            lam_s=ls, lam_t=lt, lambda_rule=lambda_rule, benchmark_only=choice.benchmark_only,
-            lams_s=_np(path.lams_s), lams_t=_np(path.lams_t), criterion=_np(choice.curve),
-            residual_norms=_np(path.residual_norm),
-        )
-        if noise_std is not None:
-            diag["noise_std"] = float(noise_std)
-        if path.error is not None:
-            diag["relative_errors"] = _np(path.error)
-    diag["residual_norm"] = float(jnp.linalg.norm(A @ X - Y))
-    return Solution(X, "spatiotemporal", diag, {"dt": dt})
-
-
-register_method("tikhonov-0", _tikhonov0, "Zeroth-order Tikhonov (‖X‖ penalty), λ grid from one SVD.")
-register_method("tikhonov-1", _tikhonov1, "First-order Tikhonov (surface/edge gradient penalty), λ grid from one GSVD.")
-register_method("tikhonov-2", _tikhonov2, "Second-order Tikhonov (surface Laplacian penalty), λ grid from one GSVD.")
-register_method("tsvd", _tsvd, "Truncated SVD of the transfer matrix, truncation level by a λ rule.")
-register_method(
-    "spatiotemporal",
-    _spatiotemporal,
-    "Spatial (Laplacian) + temporal (time-derivative) Tikhonov, solved exactly by diagonalization (STRE-like).",
-)

@@ -397,9 +397,9 @@ def _forward(args) -> int:
 def _takes_any_keyword(method: str) -> bool:
     import inspect
 
-    from ._solve import _get
+    from ._registry import get_method
 
-    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(_get(method)).parameters.values())
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(get_method(method)).parameters.values())
 
 
 def _solve(args) -> int:

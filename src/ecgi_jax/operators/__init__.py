@@ -4,6 +4,7 @@ Spatial: mesh Laplacians (Huiskamp 1-ring, cotangent, graph) and surface gradien
 :class:`SparseOperator` edge lists. Temporal: finite-difference stencils along the time axis.
 """
 
+from ._checks import check_operator, finite_array
 from ._laplacian import (
     adjacency_from_sparse,
     cotangent_laplacian,
@@ -19,6 +20,8 @@ from ._temporal import Stencil, difference_matrix, fd_weights, min_samples, sten
 
 __all__ = [
     "SparseOperator",
+    "finite_array",
+    "check_operator",
     "as_dense",
     "adjacency_from_sparse",
     "csr_adjacency",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ..._solve import Solution, register_method
+from ..._registry import Solution, register_method
 from ...operators import as_dense
 from ._activation_inverse import fit_activation_times, upstroke
 

@@ -6,6 +6,7 @@
 * :mod:`._crossval` — λ by K-fold cross-validation over leads (rule ``"cv"``).
 * :mod:`._sparse_reg` — L1 / total variation by ADMM, Lp–Lq by IRLS with a fixed majorant.
 * :mod:`._greensite` — Greensite's temporal-SVD (isotropy) method, per-component λ.
+* :mod:`._methods` — the ``solve()`` methods built on them (registered on import).
 """
 
 from ._crossval import crossval, crossval_curve, lead_folds
@@ -64,3 +65,5 @@ __all__ = [
     "lp_lq_weight",
     "GreensiteResult", "temporal_components", "greensite_rank", "greensite",
 ]
+
+from . import _methods  # noqa: E402,F401  (registers the classical methods; needs the kernels above)

@@ -266,11 +266,12 @@ def start_solution(
     if kind not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, an (n, t) array of u or a (U, V) pair; got {kind!r}.")
     if kind == "tikhonov":
-        from ..._solve import solve  # deferred: the front door imports this module
+        from .. import classical
 
-        sol = solve(Y, A, method="tikhonov-2", laplacian=lap, lambda_rule="lcurve")
-        U0 = jnp.asarray(sol.potentials, Y.dtype)
-        return U0, recovery_from_potential(U0, dt, ap_params), {"start": "tikhonov", "start_lambda": sol.diagnostics.get("lam")}
+        path = classical.tikhonov_path(Y, factor=classical.factorize(A, lap.astype(Y.dtype)))
+        choice = classical.select_lambda(path, "lcurve")
+        U0 = jnp.asarray(path.solution(choice.index), Y.dtype)
+        return U0, recovery_from_potential(U0, dt, ap_params), {"start": "tikhonov", "start_lambda": float(choice.lam)}
     from ..shooting import pacing_search, shooting_fit
 
     if kind == "shooting" and vertices is None:
@@ -326,7 +327,7 @@ def start_solution(
 def _template_start(Y, A, L, dt, U0, *, stretch: bool = False):
     """The waveform-template fit (:class:`~ecgi_jax.solvers.activation.TemplateFit`) started from
     the beat ``U0``, with a per-node stretch of the waveform or without; ``L``: the dense Laplacian."""
-    from ...metrics import activation_times
+    from ...ep import activation_times
     from ..activation import fit_template, initial_waveform
 
     n_t = Y.shape[1]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from ..._batch import register_batch_method
-from ..._solve import Solution, register_method
+from ..._registry import Solution, register_batch_method, register_method
 from ...ep import APParams
 from ._eand_arn import EANDARNConfig, eand_arn, eand_arn_batch
 from ._train import TrainConfig

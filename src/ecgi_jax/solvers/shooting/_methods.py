@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from ..._solve import Solution, _get, register_method
+from ..._registry import Solution, get_method, register_method
 from ...ep import APParams
 from ._shooting import shooting_fit
 
@@ -129,7 +129,7 @@ def solve_hybrid(
         return solve_ap_shooting(Y, A, start=start, n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, ap_params=ap_params, **common)
 
     def eand(start, params):
-        return _get("eand-arn")(Y, A, start=start, steps=steps, key=key, progress=progress, ap_params=params, **common)
+        return get_method("eand-arn")(Y, A, start=start, steps=steps, key=key, progress=progress, ap_params=params, **common)
 
     if first == "ap-shooting":
         a = shoot("search")

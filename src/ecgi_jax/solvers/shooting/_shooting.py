@@ -47,7 +47,7 @@ import numpy as np
 
 from ...ep import APParams, stable_substeps
 from ...ep._simulate import _simulate
-from ...metrics import activation_times
+from ...ep import activation_times
 from ...operators import SparseOperator, csr_adjacency
 from ._pacing import PacingSearch, pacing_search
 

@@ -1,8 +1,5 @@
-"""``solve()`` entries of the sparsity-promoting and Greensite methods: ``"total-variation"``,
-``"l1"``, ``"lp-lq"`` and ``"greensite"``.
-
-Imported by the package ``ecgi_jax/__init__.py`` (not by ``solvers/classical/__init__.py``, which
-``_solve.py`` imports: registering from there would be a circular import).
+"""The classical methods behind ``solve()``: ``"tikhonov-0/1/2"``, ``"tsvd"``, ``"spatiotemporal"``,
+``"total-variation"``, ``"l1"``, ``"lp-lq"`` and ``"greensite"`` (registered on import).
 
 Default λ of the sparse methods ("tikhonov-gcv-matched"): with ``(λ_T, X_T)`` the Tikhonov
 solution with the *same* operator ``R`` at its GCV λ, take
@@ -33,15 +30,286 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
-from ... import _solve as S
-from ..._solve import Solution, register_method
-from ...operators import SparseOperator
+from ..._registry import Solution, register_method
+from ...operators import SparseOperator, check_operator, edge_gradient, finite_array
+from ._crossval import crossval
 from ._greensite import greensite, greensite_rank, temporal_components
-from ._lambda import estimate_noise
+from ._lambda import RULES, estimate_noise, select_lambda
 from ._sparse_reg import admm_l1, lp_lq, lp_lq_objective, lp_lq_weight, normal_factor, sparse_penalty
+from ._spatiotemporal import select_spatiotemporal, spatiotemporal, spatiotemporal_path, temporal_operator
+from ._tikhonov import as_matrix, factorize, tikhonov_from_factor, tikhonov_path, tsvd_path
 
 __all__: list[str] = []
+
+
+# ----------------------------------------------------------------------------------------------
+# classical methods
+
+
+# Jitted entry points: one compiled program each instead of dozens of eagerly dispatched ops
+# (much faster to compile, and the ops fuse).
+_factorize = jax.jit(factorize)
+_tikhonov_path = jax.jit(tikhonov_path)
+_tsvd_path = jax.jit(tsvd_path)
+_from_factor = jax.jit(tikhonov_from_factor)
+
+
+def _np(x):
+    return None if x is None else np.asarray(x)
+
+
+def _spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
+    if isinstance(order, (bool, np.bool_)) or order not in (0, 1, 2):
+        raise ValueError(f"option order must be 0, 1 or 2 (the derivative order of the spatial penalty); got {order!r}.")
+    if order == 0:
+        return None
+    if order == 1:
+        if gradient is not None:
+            return check_operator(gradient, "gradient", n)
+        if vertices is not None and adjacency is not None:
+            return edge_gradient(np.asarray(vertices), adjacency)
+        raise ValueError(
+            "first-order Tikhonov needs a gradient operator: pass gradient= (K, N), e.g. "
+            "ecgi_jax.operators.surface_gradient(mesh), or vertices= and adjacency= to build an edge gradient."
+        )
+    if laplacian is None:
+        raise ValueError(
+            "second-order Tikhonov needs the surface Laplacian: pass laplacian= (N, N) as a "
+            "SparseOperator, scipy sparse matrix or dense array."
+        )
+    return check_operator(laplacian, "laplacian", n, square=True)
+
+
+def _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, kind, choice=None):
+    # choice: a LambdaChoice made outside (rule "cv" needs A and R, which the path does not hold).
+    diag: dict[str, Any] = {}
+    if lam is not None:
+        raise AssertionError  # handled by callers
+    kw = {}
+    if lambda_rule == "discrepancy":
+        kw = dict(noise_std=noise_std, tau=tau)
+        diag["noise_std"] = float(estimate_noise(path) if noise_std is None else noise_std)
+        diag["noise_std_estimated"] = noise_std is None
+    if lambda_rule == "oracle" and truth is None:
+        raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
+    if kind == "tsvd" and lambda_rule == "creso":
+        raise ValueError("CRESO is defined for Tikhonov λ only; for tsvd use lcurve, gcv, discrepancy, ucurve or oracle.")
+    if choice is None:
+        choice = select_lambda(path, lambda_rule, **kw)
+    i = int(choice.index)
+    X = path.solution(i)
+    diag.update(
+        lam=float(choice.lam),
+        lambda_index=i,
+        lambda_rule=lambda_rule,
+        benchmark_only=choice.benchmark_only,
+        lambdas=_np(path.lambdas),
+        criterion=_np(choice.curve),
+        residual_norms=_np(path.residual_norm),
+        seminorms=_np(path.seminorm),
+        residual_norm=float(path.residual_norm[i]),
+        seminorm=float(path.seminorm[i]),
+    )
+    if path.error is not None:
+        diag["relative_errors"] = _np(path.error)  # BENCHMARK-ONLY curve
+    return X, diag
+
+
+def _column_components(R, n):
+    """Connected components of the columns of ``R`` (columns linked when they share a row).
+
+    The null space of a penalty built from a mesh graph (Laplacian, edge or surface gradient) is
+    spanned by the indicator vectors of these components: one constant per connected part.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    if isinstance(R, SparseOperator):
+        m = R.to_scipy()
+    elif sp.issparse(R):
+        m = sp.csr_matrix(R)
+    else:
+        m = sp.csr_matrix(np.asarray(R))
+    pattern = (abs(m) > 0).astype(np.float64)
+    graph = (pattern.T @ pattern).tocsr()
+    return connected_components(graph, directed=False)
+
+
+def _check_constant_mode(A, R, name):
+    """Refuse a Tikhonov problem whose solution is not unique: A and R both annihilate a
+    piecewise-constant potential (constant on each connected part of R's node graph).
+
+    This covers the common case (zero-mean-reference A with A·1 = 0 and a Laplacian with L·1 = 0)
+    and its generalization to penalties on disconnected meshes (one constant per part) and to
+    nodes no row of R touches. Cost: a sparse connected-components pass and an ``(M, k)`` SVD
+    for ``k`` components. It does not look for other (non piecewise-constant) common null vectors.
+    """
+    n = A.shape[1]
+    a = np.asarray(A, np.float64)
+    probe = np.random.default_rng(0).normal(size=n) / np.sqrt(n)
+    apply = lambda x: np.asarray(R @ jnp.asarray(x, jnp.result_type(float)), np.float64)  # noqa: E731
+    tol = 1e-5
+    n_parts, labels = _column_components(R, n)
+    basis = np.zeros((n, n_parts))
+    basis[np.arange(n), labels] = 1.0
+    basis /= np.sqrt(basis.sum(axis=0, keepdims=True))
+    r_probe = np.linalg.norm(apply(probe))
+    in_null = [j for j in range(n_parts) if np.linalg.norm(apply(basis[:, j])) <= tol * r_probe]
+    if not in_null:
+        return
+    sv = np.linalg.svd(a @ basis[:, in_null], compute_uv=False)
+    if sv.min() > tol * np.linalg.norm(a @ probe):
+        return
+    if n_parts == 1:
+        raise ValueError(
+            f"A maps constant heart potentials to zero (a zero-mean reference) and {name} annihilates "
+            "them too, so the constant component of the solution is undetermined. Build A with the "
+            "heart reference (forward.transfer_matrix(..., reference='none')), or use tikhonov-0."
+        )
+    raise ValueError(
+        f"{name} splits the {n} heart nodes into {n_parts} disconnected parts (sizes "
+        f"{np.bincount(labels)[:8].tolist()}{'...' if n_parts > 8 else ''}) and is constant-blind on "
+        f"{len(in_null)} of them, and A cannot tell those constants apart either (smallest singular "
+        f"value {sv.min():.3g}): the solution is not unique. Use a connected mesh (check "
+        "geometry.Mesh.n_components()), build A with reference='none', or use tikhonov-0."
+    )
+
+
+def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R):
+    n = A.shape[1]
+    if R is not None:
+        _check_constant_mode(A, R, "the regularization operator")
+    if truth is not None:
+        truth = finite_array(truth, "truth")
+        if truth.shape != (n, Y.shape[1]):
+            raise ValueError(f"truth has shape {truth.shape}; expected {(n, Y.shape[1])}.")
+    if lambdas is not None:
+        lambdas = finite_array(lambdas, "lambdas")
+    if lam is not None and not float(lam) > 0:
+        raise ValueError(f"lam must be positive; got {lam}.")
+    if isinstance(R, SparseOperator):
+        R = R.astype(A.dtype)
+    factor = _factorize(A, as_matrix(R, A.dtype) if R is not None and not isinstance(R, SparseOperator) else R)
+    if lam is not None:
+        X = _from_factor(factor, Y, lam)
+        res = float(jnp.linalg.norm(A @ X - Y))
+        diag = dict(lam=float(lam), lambda_rule=None, residual_norm=res)
+    else:
+        path = _tikhonov_path(Y, lambdas=lambdas, factor=factor, truth=truth)
+        cv = crossval(Y, A, R, path.lambdas) if lambda_rule == "cv" else None  # 5 random lead folds
+        X, diag = _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, "tikhonov", cv)
+    diag["order"] = order
+    return Solution(X, f"tikhonov-{order}", diag, {})
+
+
+def _tikhonov0(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, noise_std=None, tau=1.0, truth=None):
+    return _tikhonov_impl(0, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, None)
+
+
+def _tikhonov1(
+    Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, gradient=None, vertices=None, adjacency=None,
+    noise_std=None, tau=1.0, truth=None,
+):
+    R = _spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
+    return _tikhonov_impl(1, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
+
+
+def _tikhonov2(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, noise_std=None, tau=1.0, truth=None):
+    R = _spatial_operator(2, A.shape[1], laplacian, None, None, None)
+    return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
+
+
+def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=None):
+    factor = _factorize(A)
+    p = factor.c.shape[0]
+    if rank is not None:
+        if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= p):
+            raise ValueError(f"option rank must be an integer in [1, {p}]; got {rank!r}.")
+        path = _tsvd_path(Y, ks=jnp.asarray([rank]), factor=factor)
+        X = path.solution(0)
+        diag = dict(rank=int(rank), lambda_rule=None, residual_norm=float(path.residual_norm[0]))
+    else:
+        if truth is not None:
+            truth = finite_array(truth, "truth")
+        path = _tsvd_path(Y, factor=factor, truth=truth)
+        X, diag = _run_path(Y, factor, path, None, lambda_rule, noise_std, tau, truth, "tsvd")
+        diag["rank"] = int(round(diag["lam"]))
+    return Solution(X, "tsvd", diag, {})
+
+
+def _spatiotemporal(
+    Y, A, *, lam_s=None, lam_t=None, lambda_rule="gcv", lams_s=None, lams_t=None, order=2,
+    laplacian=None, gradient=None, vertices=None, adjacency=None, dt=0.1, temporal=None, noise_std=None,
+    tau=1.0, truth=None,
+):
+    n, n_t = A.shape[1], Y.shape[1]
+    R = _spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
+    Rd = as_matrix(R, A.dtype)
+    D = temporal_operator(n_t, dt) if temporal is None else finite_array(temporal, "temporal")
+    if truth is not None:
+        truth = finite_array(truth, "truth")
+    if lambda_rule not in ("gcv", "discrepancy", "oracle"):
+        raise ValueError(f"spatiotemporal lambda_rule must be one of gcv, discrepancy, oracle; got {lambda_rule!r}.")
+    if lambda_rule == "oracle" and truth is None and (lam_s is None or lam_t is None):
+        raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
+    for one, grid, name in ((lam_s, lams_s, "lam_s"), (lam_t, lams_t, "lam_t")):
+        if one is not None and grid is not None:
+            raise ValueError(f"give {name} (one value) or {name[:3]}s_{name[-1]} (a grid to choose from), not both.")
+    if lam_t is not None:
+        lams_t = [float(lam_t)]  # a fixed temporal weight; the rule still picks lam_s
+    diag: dict[str, Any] = {}
+    if lam_s is not None and lam_t is not None:
+        X = spatiotemporal(Y, A, lam_s, lam_t, Rd, D)
+        diag.update(lam_s=float(lam_s), lam_t=float(lam_t), lambda_rule=None)
+    else:
+        if lambda_rule == "discrepancy" and noise_std is None:
+            noise_std = float(estimate_noise(tikhonov_path(Y, A, R=Rd)))
+            diag["noise_std_estimated"] = True
+        if lams_s is None:
+            # Centre the spatial grid on the purely spatial choice of the same rule, then balance
+            # the temporal weight so both penalties are equal at ratio 1 on that solution.
+            fpath = tikhonov_path(Y, A, R=Rd, truth=truth)
+            kw = dict(noise_std=noise_std, tau=tau) if lambda_rule == "discrepancy" else {}
+            ch = select_lambda(fpath, lambda_rule, **kw)
+            lam0 = float(ch.lam) if lam_s is None else float(lam_s)
+            lams_s = [lam0] if lam_s is not None else lam0 * np.logspace(-0.5, 0.5, 3)
+            X0 = fpath.solution(ch.index)
+            rx = Rd if Rd is not None else None
+            spat = float(jnp.sum((X0 if rx is None else rx @ X0) ** 2))
+            temp = float(jnp.sum((X0 @ jnp.asarray(D, X0.dtype).T) ** 2))
+            base = lam0 * spat / max(temp, 1e-30)
+        else:
+            base = 1.0
+        if lams_t is None:
+            lams_t = base * np.concatenate([[0.0], np.logspace(-3, 1, 7)])
+        path = spatiotemporal_path(Y, A, lams_s, lams_t, Rd, D, truth=truth)
+        choice = select_spatiotemporal(path, lambda_rule, noise_std=noise_std, tau=tau)
+        ls, lt = (float(v) for v in choice.lam)
+        X = spatiotemporal(Y, A, ls, lt, Rd, D)
+        diag.update(
+            lam_s=ls, lam_t=lt, lambda_rule=lambda_rule, benchmark_only=choice.benchmark_only,
+            lams_s=_np(path.lams_s), lams_t=_np(path.lams_t), criterion=_np(choice.curve),
+            residual_norms=_np(path.residual_norm),
+        )
+        if noise_std is not None:
+            diag["noise_std"] = float(noise_std)
+        if path.error is not None:
+            diag["relative_errors"] = _np(path.error)
+    diag["residual_norm"] = float(jnp.linalg.norm(A @ X - Y))
+    return Solution(X, "spatiotemporal", diag, {"dt": dt})
+
+
+register_method("tikhonov-0", _tikhonov0, "Zeroth-order Tikhonov (‖X‖ penalty), λ grid from one SVD.")
+register_method("tikhonov-1", _tikhonov1, "First-order Tikhonov (surface/edge gradient penalty), λ grid from one GSVD.")
+register_method("tikhonov-2", _tikhonov2, "Second-order Tikhonov (surface Laplacian penalty), λ grid from one GSVD.")
+register_method("tsvd", _tsvd, "Truncated SVD of the transfer matrix, truncation level by a λ rule.")
+register_method(
+    "spatiotemporal",
+    _spatiotemporal,
+    "Spatial (Laplacian) + temporal (time-derivative) Tikhonov, solved exactly by diagonalization (STRE-like).",
+)
+
 
 _admm = jax.jit(admm_l1, static_argnames=("group",))
 _lp_lq = jax.jit(lp_lq)
@@ -62,7 +330,7 @@ def _operator(R, dtype):
 def _tikhonov_start(Y, A, R, order):
     """``(λ_T, X_T)``: Tikhonov with operator ``R`` at its GCV λ (reuses the tikhonov-k code path,
     including its check that the problem has a unique solution)."""
-    sol = S._tikhonov_impl(order, Y, A, None, "gcv", None, None, 1.0, None, R)
+    sol = _tikhonov_impl(order, Y, A, None, "gcv", None, None, 1.0, None, R)
     return sol.diagnostics["lam"], sol.potentials
 
 
@@ -159,7 +427,7 @@ def _total_variation(
     """Total variation: ``‖AX − Y‖² + lam·‖GX‖_1`` with ``G`` the surface (``gradient=``) or edge
     (``vertices=``, ``adjacency=``) gradient; ``group=3`` with a ``(3F, N)`` surface gradient gives
     isotropic TV."""
-    R = S._spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
+    R = _spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
     return _admm_method("total-variation", Y, A, R, 1, lam, lam_scale, rho, max_iter, tol_abs, tol_rel, relaxation, group)
 
 
@@ -197,7 +465,7 @@ def _lp_lq_method(
     for name, v in (("lam_scale", lam_scale), ("eps_p", eps_p), ("eps_q", eps_q), ("tol", tol)):
         _check_positive(name, v)
     _check_int("max_iter", max_iter, 1)
-    R = S._spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
+    R = _spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
     lam_t, X_t = _tikhonov_start(Y, A, R, order)
     Rop = _operator(R, A.dtype)
     RX = X_t if Rop is None else Rop @ X_t
@@ -242,15 +510,15 @@ def _greensite_method(
     Diagnostics: ``n_components``, ``n_components_rule``, ``lams`` (per component), ``singular_values``, ``energy_kept``,
     ``noise_std`` (when used), ``residual_norm``.
     """
-    if lambda_rule not in S.C.RULES:
-        raise ValueError(f"greensite lambda_rule must be one of {', '.join(S.C.RULES)}; got {lambda_rule!r}.")
+    if lambda_rule not in RULES:
+        raise ValueError(f"greensite lambda_rule must be one of {', '.join(RULES)}; got {lambda_rule!r}.")
     if lambda_rule == "oracle" and truth is None and lam is None:
         raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
-    R = S._spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
+    R = _spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
     if R is not None:
-        S._check_constant_mode(A, R, "the regularization operator")
+        _check_constant_mode(A, R, "the regularization operator")
     Rop = _operator(R, A.dtype)
-    factor = S._factorize(A, Rop)
+    factor = _factorize(A, Rop)
     s, _ = _temporal(Y)
     diag: dict[str, Any] = {}
     if n_components is not None:
@@ -264,7 +532,7 @@ def _greensite_method(
     else:
         diag["n_components_rule"] = "noise"
         if noise_std is None:
-            noise_std = float(estimate_noise(S._tikhonov_path(Y, factor=factor)))
+            noise_std = float(estimate_noise(_tikhonov_path(Y, factor=factor)))
             diag["noise_std_estimated"] = True
         diag["noise_std"] = float(noise_std)
     k = greensite_rank(s, Y.shape, k=n_components, energy=energy, noise_std=noise_std)
