@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from ecgi_jax.datasets import load_pdl
-from ecgi_jax.ep import APParams, Stimulus, ap_residual, ap_rhs, simulate, stable_substeps
+from ecgi_jax.ep import APParams, Stimulus, ap_residual, ap_rhs, integrate, simulate, stable_substeps
 from ecgi_jax.geometry import icosphere
 from ecgi_jax.operators import SparseOperator, cotangent_laplacian, huiskamp_laplacian
 
@@ -122,9 +122,7 @@ def test_simulate_jit_vmap_over_pacing_sites():
     u0s = jnp.eye(m.n_vertices)[:3]
     f = lambda u0: simulate(L, u0, n_samples=20)[0]
     batched = jnp.stack([f(u) for u in u0s])
-    from ecgi_jax.ep._simulate import _simulate
-
-    vm = jax.vmap(lambda u0: _simulate(L, APParams(), u0, jnp.zeros_like(u0), None, jnp.float32(0.1),
+    vm = jax.vmap(lambda u0: integrate(L, APParams(), u0, jnp.zeros_like(u0), None, jnp.float32(0.1),
                                        n_samples=20, substeps=stable_substeps(L, APParams(), 0.1), scheme="heun")[0])(u0s)
     np.testing.assert_allclose(vm, batched, rtol=1e-5, atol=1e-6)
 
@@ -253,3 +251,25 @@ def test_simulate_traces_over_D_with_given_substeps():
     np.testing.assert_allclose(jax.grad(total)(10.0), fd, rtol=2e-3)
     with pytest.raises(ValueError, match="traced over ap_params.D .*pass substeps="):
         jax.vmap(lambda D: simulate(L, u0, ap_params=APParams(D=D), n_samples=10)[0])(Ds)
+
+
+def test_integrate_is_simulate_without_its_checks_and_traces_over_every_parameter(x64):
+    """ep.integrate (what the pacing search and shooting call) returns exactly simulate's
+    trajectory, and a jvp over all of APParams at once matches a central difference."""
+    m = icosphere(1, 20.0)
+    L = huiskamp_laplacian(m.vertices, m.adjacency)
+    u0 = jnp.zeros(m.n_vertices).at[3].set(1.0)
+    sub = stable_substeps(L, APParams(), 0.1)
+    U_ref, V_ref = simulate(L, u0, n_samples=30, substeps=sub)
+    ap = jax.tree.map(lambda x: jnp.asarray(x, u0.dtype), APParams())
+    U, V = integrate(L.astype(u0.dtype), ap, u0, jnp.zeros_like(u0), None, jnp.asarray(0.1, u0.dtype), n_samples=30, substeps=sub)
+    np.testing.assert_array_equal(U, U_ref)
+    np.testing.assert_array_equal(V, V_ref)
+
+    direction = APParams(a=0.01, k=0.5, e0=0.0002, mu1=0.03, mu2=0.03, D=1.0)
+    f = lambda p: jnp.sum(integrate(L, p, u0, jnp.zeros_like(u0), None, 0.1, n_samples=30, substeps=sub)[0] ** 2)  # noqa: E731
+    _, tangent = jax.jvp(f, (ap,), (jax.tree.map(jnp.asarray, direction),))
+    eps = 1e-4
+    shifted = lambda s: jax.tree.map(lambda b, d: b + s * eps * d, ap, direction)  # noqa: E731
+    fd = (f(shifted(1.0)) - f(shifted(-1.0))) / (2 * eps)
+    np.testing.assert_allclose(tangent, fd, rtol=1e-5)

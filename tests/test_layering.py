@@ -56,6 +56,22 @@ def test_nothing_imports_from_a_higher_layer():
     assert not upward, "\n".join(upward)
 
 
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_other_packages_are_used_through_their_public_names():
+    # ``from ..geometry import Mesh``, not ``from ..geometry._mesh import Mesh``: a package's private
+    # modules are its own business (one may be split or renamed without touching the others).
+    private = [
+        f"{_module(p)} imports {t}"
+        for p in sorted(ROOT.rglob("*.py"))
+        for t in _imports(p)
+        if _package(t) != _package(_module(p)) and any(part.startswith("_") for part in t.split(".")[2:])
+    ]
+    assert not private, "\n".join(private)
+
+
 def test_the_layer_map_covers_the_package():
     # A new top-level folder must be given its place, not fall into the application layer unseen.
     folders = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}

@@ -53,7 +53,6 @@ from ._solve import (
 )
 from .operators import SparseOperator, finite_array
 from .solvers import classical
-from .solvers.classical._methods import _check_constant_mode, _spatial_operator
 
 __all__ = ["solve_batch", "register_batch_method", "batch_mesh", "shard_batch"]
 
@@ -191,11 +190,11 @@ def _batch_classical(name, kind, order):
 
         R = None
         if kind == "tikhonov" and order:
-            R = _spatial_operator(
+            R = classical.spatial_operator(
                 order, n, o.get("laplacian"), o.get("gradient"), o.get("vertices"), o.get("adjacency")
             )
             for a in [A] if shared else A:  # host-side check, once per distinct A
-                _check_constant_mode(a, R, "the regularization operator")
+                classical.check_constant_mode(a, R, "the regularization operator")
             R = R.astype(dtype) if isinstance(R, SparseOperator) else classical.as_matrix(R, dtype)
         truth = o["truth"]
         if truth is not None and rule is not None:

@@ -15,8 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from .geometry._io import load_mat
-from .geometry._mesh import Mesh, reorient_outward
+from .geometry import Mesh, load_mat, reorient_outward
 
 __all__ = ["PDLData", "load_pdl", "UtahSock490", "load_utah_sock490", "UtahSockTank1997", "load_utah_sock_tank_1997"]
 
@@ -92,7 +91,7 @@ class PDLData(NamedTuple):
 
 def load_pdl(path) -> PDLData:
     """Load ``heart_coordinates.mat``, ``normals.mat``, ``laplacian.mat``, ``Z_BH.mat``, ``time.mat``."""
-    from .operators._laplacian import adjacency_from_sparse
+    from .operators import adjacency_from_sparse
 
     d = _dir(path)
     lap = sp.csr_matrix(_mat_var(d / "laplacian.mat", "lap"))

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..operators._temporal import time_derivative
+from ..operators import time_derivative
 
 __all__ = ["APParams", "ap_rhs", "ap_residual"]
 

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from ..operators._sparse import SparseOperator
+from ..operators import SparseOperator
 from ._aliev_panfilov import APParams, ap_rhs
 from ._simulate import _check_sign, _checked_substeps
 

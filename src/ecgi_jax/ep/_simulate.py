@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._types import all_finite, is_concrete
-from ..operators._sparse import SparseOperator
+from ..operators import SparseOperator
 from ._aliev_panfilov import APParams, ap_rhs
 
 __all__ = ["Stimulus", "stable_substeps", "simulate"]
@@ -213,7 +213,17 @@ SCHEMES = ("heun", "euler")
 
 
 @partial(jax.jit, static_argnames=("n_samples", "substeps", "scheme"))
-def _simulate(laplacian, params, u0, v0, stimulus, dt, *, n_samples, substeps, scheme):
+def integrate(laplacian, ap_params: APParams, u0, v0, stimulus, dt, *, n_samples: int, substeps: int, scheme: str = "heun"):
+    """The AP trajectory ``(U, V)`` ``(n, n_samples)`` from ``(u0, v0)``: the traceable core of
+    :func:`simulate`, without its host-side checks.
+
+    Jitted; traceable (``jax.grad``, ``jax.jvp``, ``jax.vmap``) in ``laplacian``, ``ap_params``,
+    ``u0``, ``v0``, ``stimulus`` and ``dt``; ``n_samples``, ``substeps`` and ``scheme`` are
+    static. ``substeps`` explicit steps of ``dt / substeps`` per sample (Heun or forward Euler);
+    nothing checks their stability here: take them from :func:`stable_substeps`, or call
+    :func:`simulate`, which does. ``stimulus``: a :class:`Stimulus` or ``None``.
+    """
+    params = ap_params
     h = dt / substeps
 
     def rate(u, v, t):
@@ -358,7 +368,7 @@ def simulate(
         laplacian = laplacian.astype(u0.dtype)
     else:
         laplacian = jnp.asarray(laplacian, u0.dtype)
-    U, V = _simulate(
+    U, V = integrate(
         laplacian, ap_params, u0, v0, stimulus, jnp.asarray(dt, u0.dtype), n_samples=int(n_samples), substeps=int(substeps),
         scheme=scheme,
     )

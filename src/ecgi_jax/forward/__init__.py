@@ -2,6 +2,7 @@
 
 from ._bem import (
     bem_blocks,
+    electrode_indices,
     layer_integrals,
     nearest_vertex_electrodes,
     select_electrodes,
@@ -18,6 +19,7 @@ __all__ = [
     "mfs_transfer_matrix",
     "mfs_sources",
     "select_electrodes",
+    "electrode_indices",
     "nearest_vertex_electrodes",
     "bem_blocks",
     "layer_integrals",

@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..geometry._mesh import Mesh, require_connected, require_outward
+from ..geometry import Mesh, require_connected, require_outward
 
 __all__ = [
     "transfer_matrix",
@@ -258,7 +258,7 @@ def _check_geometry(heart: Mesh, torso: Mesh) -> None:
         )
 
 
-def _check_electrodes(electrodes, n_torso: int) -> np.ndarray:
+def electrode_indices(electrodes, n_torso: int) -> np.ndarray:
     """Torso vertex indices (int64) from indices or a boolean mask over the torso vertices."""
     e = np.asarray(electrodes)
     if e.ndim != 1:
@@ -362,7 +362,7 @@ def transfer_matrix(
         raise ValueError(f"dtype must be a floating dtype (float32 or float64); got {np.dtype(dtype)}.")
     if check:
         _check_geometry(heart, torso)
-    e = None if electrodes is None else _check_electrodes(electrodes, torso.n_vertices)
+    e = None if electrodes is None else electrode_indices(electrodes, torso.n_vertices)
     b = bem_blocks(heart, torso)
     # Eliminate the heart normal current: Gamma_H = -G_HH^{-1} (P_HH phi_H + P_HT phi_T).
     x = np.linalg.solve(b["G_HH"], np.concatenate([b["P_HH"], b["P_HT"]], axis=1))
@@ -389,7 +389,7 @@ def select_electrodes(a_full, electrodes) -> np.ndarray:
     a = np.asarray(a_full)
     if a.ndim != 2:
         raise ValueError(f"a_full must be a 2-D (n_torso, n_heart) transfer matrix; got shape {a.shape}.")
-    return a[_check_electrodes(electrodes, a.shape[0])]
+    return a[electrode_indices(electrodes, a.shape[0])]
 
 
 def nearest_vertex_electrodes(torso: Mesh, positions, *, max_distance: float | None = None) -> np.ndarray:

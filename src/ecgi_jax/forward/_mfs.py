@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry._mesh import Mesh
-from ._bem import _check_electrodes, _check_geometry, winding_number
+from ..geometry import Mesh
+from ._bem import electrode_indices, _check_geometry, winding_number
 
 __all__ = ["mfs_transfer_matrix", "mfs_sources"]
 
@@ -147,7 +147,7 @@ def mfs_transfer_matrix(
         raise ValueError(f"rcond must lie in (0, 1); got {rcond}.")
     if check:
         _check_geometry(heart, torso)
-    e = None if electrodes is None else _check_electrodes(electrodes, torso.n_vertices)
+    e = None if electrodes is None else electrode_indices(electrodes, torso.n_vertices)
     ys_h, ys_t = mfs_sources(heart, torso, heart_scale=heart_scale, torso_scale=torso_scale, check=check)
     sources = np.concatenate([ys_h, ys_t])
     xh, xt = heart.vertices, torso.vertices

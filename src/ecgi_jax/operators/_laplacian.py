@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..geometry._mesh import Mesh, adjacency_of
+from ..geometry import Mesh, adjacency_of
 from ._sparse import SparseOperator
 
 __all__ = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry._mesh import Mesh, reorient_outward
+from ..geometry import Mesh, reorient_outward
 
 __all__ = ["utah1997_sock_mesh", "compare_utah1997"]
 
@@ -45,7 +45,7 @@ def compare_utah1997(fwdinv_dir, *, electrodes=None, transfer=None) -> dict:
     (``reference='none'``).
     """
     from ..datasets import load_utah_sock_tank_1997
-    from ..forward._bem import _check_electrodes, transfer_matrix
+    from ..forward import electrode_indices, transfer_matrix
 
     d = load_utah_sock_tank_1997(Path(fwdinv_dir))
     sock, dropped = utah1997_sock_mesh(d.sock_vertices, d.sock_triangles)
@@ -66,7 +66,7 @@ def compare_utah1997(fwdinv_dir, *, electrodes=None, transfer=None) -> dict:
         "rel_pred_all": _rel(a @ p, s @ p),
     }
     if electrodes is not None:
-        e = _check_electrodes(electrodes, d.tank.n_vertices)  # indices or a tank-node mask
+        e = electrode_indices(electrodes, d.tank.n_vertices)  # indices or a tank-node mask
         out.update(
             n_electrodes=int(e.size),
             rel_fro_electrodes=_rel(a[e], s[e]),

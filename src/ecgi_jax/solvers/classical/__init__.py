@@ -54,6 +54,7 @@ from ._tikhonov import (
 )
 
 __all__ = [
+    "spatial_operator", "check_constant_mode",
     "TikhonovFactor", "RegularizationPath", "factorize", "default_lambdas", "as_matrix",
     "tikhonov", "tikhonov_from_factor", "tikhonov_path", "tsvd", "tsvd_path",
     "SpatiotemporalPath", "temporal_operator", "spatiotemporal", "spatiotemporal_path",
@@ -66,4 +67,4 @@ __all__ = [
     "GreensiteResult", "temporal_components", "greensite_rank", "greensite",
 ]
 
-from . import _methods  # noqa: E402,F401  (registers the classical methods; needs the kernels above)
+from ._methods import check_constant_mode, spatial_operator  # noqa: E402  (registers the classical methods; needs the kernels above)

@@ -41,7 +41,7 @@ from ._sparse_reg import admm_l1, lp_lq, lp_lq_objective, lp_lq_weight, normal_f
 from ._spatiotemporal import select_spatiotemporal, spatiotemporal, spatiotemporal_path, temporal_operator
 from ._tikhonov import as_matrix, factorize, tikhonov_from_factor, tikhonov_path, tsvd_path
 
-__all__: list[str] = []
+__all__ = ["spatial_operator", "check_constant_mode"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def _np(x):
     return None if x is None else np.asarray(x)
 
 
-def _spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
+def spatial_operator(order, n, laplacian, gradient, vertices, adjacency):
     if isinstance(order, (bool, np.bool_)) or order not in (0, 1, 2):
         raise ValueError(f"option order must be 0, 1 or 2 (the derivative order of the spatial penalty); got {order!r}.")
     if order == 0:
@@ -136,7 +136,7 @@ def _column_components(R, n):
     return connected_components(graph, directed=False)
 
 
-def _check_constant_mode(A, R, name):
+def check_constant_mode(A, R, name):
     """Refuse a Tikhonov problem whose solution is not unique: A and R both annihilate a
     piecewise-constant potential (constant on each connected part of R's node graph).
 
@@ -179,7 +179,7 @@ def _check_constant_mode(A, R, name):
 def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R):
     n = A.shape[1]
     if R is not None:
-        _check_constant_mode(A, R, "the regularization operator")
+        check_constant_mode(A, R, "the regularization operator")
     if truth is not None:
         truth = finite_array(truth, "truth")
         if truth.shape != (n, Y.shape[1]):
@@ -211,12 +211,12 @@ def _tikhonov1(
     Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, gradient=None, vertices=None, adjacency=None,
     noise_std=None, tau=1.0, truth=None,
 ):
-    R = _spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
+    R = spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
     return _tikhonov_impl(1, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
 
 def _tikhonov2(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, noise_std=None, tau=1.0, truth=None):
-    R = _spatial_operator(2, A.shape[1], laplacian, None, None, None)
+    R = spatial_operator(2, A.shape[1], laplacian, None, None, None)
     return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
 
@@ -244,7 +244,7 @@ def _spatiotemporal(
     tau=1.0, truth=None,
 ):
     n, n_t = A.shape[1], Y.shape[1]
-    R = _spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
+    R = spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
     Rd = as_matrix(R, A.dtype)
     D = temporal_operator(n_t, dt) if temporal is None else finite_array(temporal, "temporal")
     if truth is not None:
@@ -427,7 +427,7 @@ def _total_variation(
     """Total variation: ``‖AX − Y‖² + lam·‖GX‖_1`` with ``G`` the surface (``gradient=``) or edge
     (``vertices=``, ``adjacency=``) gradient; ``group=3`` with a ``(3F, N)`` surface gradient gives
     isotropic TV."""
-    R = _spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
+    R = spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
     return _admm_method("total-variation", Y, A, R, 1, lam, lam_scale, rho, max_iter, tol_abs, tol_rel, relaxation, group)
 
 
@@ -465,7 +465,7 @@ def _lp_lq_method(
     for name, v in (("lam_scale", lam_scale), ("eps_p", eps_p), ("eps_q", eps_q), ("tol", tol)):
         _check_positive(name, v)
     _check_int("max_iter", max_iter, 1)
-    R = _spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
+    R = spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
     lam_t, X_t = _tikhonov_start(Y, A, R, order)
     Rop = _operator(R, A.dtype)
     RX = X_t if Rop is None else Rop @ X_t
@@ -514,9 +514,9 @@ def _greensite_method(
         raise ValueError(f"greensite lambda_rule must be one of {', '.join(RULES)}; got {lambda_rule!r}.")
     if lambda_rule == "oracle" and truth is None and lam is None:
         raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
-    R = _spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
+    R = spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
     if R is not None:
-        _check_constant_mode(A, R, "the regularization operator")
+        check_constant_mode(A, R, "the regularization operator")
     Rop = _operator(R, A.dtype)
     factor = _factorize(A, Rop)
     s, _ = _temporal(Y)

@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from ...ep import APParams, simulate, stable_substeps
-from ...ep._simulate import _simulate
+from ...ep import APParams, integrate, simulate, stable_substeps
 from ...operators import SparseOperator, csr_adjacency
 
 __all__ = ["PacingSearch", "farthest_point_sample", "pacing_search"]
@@ -77,7 +76,7 @@ def _misfits(nodes, laplacian, Y, A, params, dt, *, n_samples, n_lead, substeps,
 
     def one(node):
         u0 = jnp.zeros(n, Y.dtype).at[node].set(1.0)
-        U, _ = _simulate(
+        U, _ = integrate(
             laplacian, params, u0, jnp.zeros_like(u0), None, dt, n_samples=n_samples + n_lead, substeps=substeps, scheme="heun"
         )
         AU = jnp.matmul(A, U, precision=jax.lax.Precision.HIGHEST)

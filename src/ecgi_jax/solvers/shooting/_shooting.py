@@ -45,9 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...ep import APParams, stable_substeps
-from ...ep._simulate import _simulate
-from ...ep import activation_times
+from ...ep import APParams, activation_times, integrate, stable_substeps
 from ...operators import SparseOperator, csr_adjacency
 from ._pacing import PacingSearch, pacing_search
 
@@ -143,7 +141,7 @@ def trajectory(laplacian, ap_params: APParams, u0, v0, dt, *, n_samples: int, su
 
     def interval(state):
         u, v = state
-        U, V = _simulate(laplacian, ap_params, u, v, None, dt, n_samples=2, substeps=substeps, scheme=scheme)
+        U, V = integrate(laplacian, ap_params, u, v, None, dt, n_samples=2, substeps=substeps, scheme=scheme)
         return U[:, 1], V[:, 1]
 
     if checkpoint:
