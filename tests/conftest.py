@@ -67,3 +67,11 @@ def sphere_heart(zero_mean_leads: bool = True):
     if zero_mean_leads:
         inv = inv - inv.mean(axis=1, keepdims=True)
     return mesh, lap, jnp.asarray(40.0 * inv, jnp.float32)
+
+
+def pytest_configure(config):
+    # As diffrax's conftest: broadcasting must be written out ([:, None]), never implied by
+    # mismatched ranks, so a shape slip fails loudly instead of broadcasting silently.
+    import jax
+
+    jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -96,7 +96,7 @@ def prior_whitener(L, eps):
     c = jnp.mean(jnp.diag(gram))
     c = jnp.where(c > 0, c, jnp.ones_like(c))
     s, V = jnp.linalg.eigh(gram + eps * c * jnp.eye(gram.shape[0], dtype=gram.dtype))
-    return (V * jax.lax.rsqrt(s)) @ V.T
+    return (V * jax.lax.rsqrt(s)[None, :]) @ V.T
 
 
 def fit_template(

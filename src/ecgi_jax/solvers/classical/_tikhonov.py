@@ -246,7 +246,7 @@ def _path(factor, Y, lambdas, phi, psi, coef, truth) -> RegularizationPath:
     b = jnp.sum(beta**2, axis=1)  # (p,)
     perp2 = jnp.sum((Y - factor.U @ beta) ** 2)
     residual = jnp.sqrt(perp2 + (psi**2) @ b)
-    seminorm = jnp.sqrt((coef**2 * factor.s**2) @ b)
+    seminorm = jnp.sqrt((coef**2 * factor.s[None, :] ** 2) @ b)
     dof = jnp.sum(phi, axis=1)
     error = None
     if truth is not None:
@@ -286,14 +286,14 @@ def tikhonov_path(Y, A=None, lambdas=None, R=None, *, truth=None, factor=None) -
     dtype = factor.c.dtype
     Y = Y.astype(dtype)
     lambdas = default_lambdas(factor) if lambdas is None else jnp.asarray(lambdas, dtype)
-    c2 = factor.c**2
-    ls2 = lambdas[:, None] * factor.s**2
+    c2 = factor.c[None, :] ** 2
+    ls2 = lambdas[:, None] * factor.s[None, :] ** 2
     denom = c2 + ls2
     ok = denom > 0
     safe = jnp.where(ok, denom, 1)
     phi = jnp.where(ok, c2 / safe, 0.0)
     psi = jnp.where(ok, ls2 / safe, 1.0)
-    coef = jnp.where(ok, factor.c / safe, 0.0)
+    coef = jnp.where(ok, factor.c[None, :] / safe, 0.0)
     return _path(factor, Y, lambdas, phi, psi, coef, truth)
 
 
@@ -314,6 +314,6 @@ def tsvd_path(Y, A=None, ks=None, *, truth=None, factor=None) -> RegularizationP
     phi = keep.astype(dtype)
     psi = 1.0 - phi
     inv = jnp.where(factor.c > 0, 1.0 / jnp.where(factor.c > 0, factor.c, 1), 0.0)
-    coef = phi * inv
+    coef = phi * inv[None, :]
     return _path(factor, Y, ks.astype(dtype), phi, psi, coef, truth)
 

@@ -55,7 +55,7 @@ def make_inputs(Y, vertices, dt, base_u=None, base_v=None) -> FieldInputs:
     y_std = jnp.std(Y)
     body = (Y / jnp.where(y_std > 0, y_std, 1.0)).T
     v = jnp.asarray(vertices, Y.dtype)
-    lo, hi = v.min(axis=0), v.max(axis=0)
+    lo, hi = v.min(axis=0, keepdims=True), v.max(axis=0, keepdims=True)
     coords = 2.0 * (v - lo) / jnp.where(hi > lo, hi - lo, 1.0) - 1.0
     t_end = (n_t - 1) * dt
     times = 2.0 * jnp.arange(n_t, dtype=Y.dtype) * dt / t_end - 1.0
