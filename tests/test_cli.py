@@ -270,3 +270,14 @@ def test_electrodes_file_forms(tmp_path):
     with pytest.raises(UserError, match="--electrodes: could not read") as info:
         _parse_electrodes(str(tmp_path / "junk.npy"), 10)
     assert "allow_pickle" not in str(info.value)
+
+
+def test_demo_is_a_library_call_and_refuses_bad_settings_before_work(tmp_path, capsys):
+    from ecgi_jax.demo import run_demo
+
+    for kw in (dict(sigma=-0.1), dict(samples=5), dict(n_heart=50)):
+        with pytest.raises(ValueError, match="--sigma must be >= 0, --samples >= 10"):
+            run_demo(tmp_path / "d", say=lambda m: None, **kw)
+    assert cli.main(["demo", "--sigma", "-1", "--out", str(tmp_path / "d")]) == 2
+    assert "ecgi-jax: error: --sigma must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # nothing written before the settings were checked

@@ -78,19 +78,6 @@ def _refuse_overwriting_inputs(outputs, inputs) -> None:
                 )
 
 
-def _write_npz(path, arrays: dict) -> Path:
-    """``np.savez`` to exactly ``path`` (no ".npz" appended), atomically."""
-    import numpy as np
-
-    from .geometry import atomic_write
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    return atomic_write(path, write)
-
-
 def _read_array(spec: str, what: str):
     from . import io
 
@@ -163,122 +150,16 @@ def _methods_epilog() -> str:
 # demo
 
 
-def _demo_times(U, dt, k=4):
-    """``k`` sample indices spread over the truth's activation (10 % ... 95 % of activated nodes)."""
-    import numpy as np
-
-    from .metrics import activation_times
-
-    at, active = (np.asarray(x) for x in activation_times(U, dt, return_mask=True))
-    n_t = U.shape[1]
-    if active.any():
-        idx = np.quantile(at[active], np.linspace(0.1, 0.95, k)) / dt
-    else:
-        idx = np.linspace(0, n_t - 1, k)
-    return sorted({int(np.clip(round(i), 0, n_t - 1)) for i in idx})
-
-
 def _demo(args) -> int:
-    if args.sigma < 0 or args.samples < 10 or (args.steps is not None and args.steps < 1) or args.n_heart < 100:
-        raise UserError("--sigma must be >= 0, --samples >= 10, --steps >= 1 and --n-heart >= 100.")
-    import jax
-    import numpy as np
+    from .demo import run_demo
 
-    from . import io, metrics, noncrime, solve
-
-    out = Path(args.out)
-    n_steps = 4 if args.no_figures else 5
-    t0 = time.perf_counter()
-    _say(f"1/{n_steps} the built-in heart-torso phantom: the inverse's mesh and BEM, and a 4x finer truth ...")
-    geo = noncrime.noncrime_geometry(n_heart=args.n_heart)
-    if not 0 <= args.pacing < geo.n_nodes:
-        raise UserError(f"--pacing must be a heart node in [0, {geo.n_nodes - 1}]; got {args.pacing}.")
-    _say(f"    inverse: heart {geo.n_nodes} nodes, {len(geo.electrodes)} electrodes; truth: heart "
-         f"{geo.heart_fine.n_vertices} nodes, torso {geo.torso_fine.n_vertices} ({time.perf_counter() - t0:.0f} s so far)")
-    _say(f"2/{n_steps} simulating a Mitchell-Schaeffer beat paced at node {args.pacing} on the fine mesh, noise sigma={args.sigma} ...")
-    # Not the inverse crime: another ionic model, mesh, Laplacian and BEM than the inverse's.
-    case = noncrime.make_noncrime_case(jax.random.key(args.seed), geo, args.pacing, sigma=args.sigma, n_samples=args.samples)
-    _say(f"3/{n_steps} 2nd-order Tikhonov (GCV) and spatiotemporal regularization ...")
-    sols = {
-        "tikhonov-2": solve(case.Y, case.A, method="tikhonov-2", laplacian=case.laplacian),
-        "spatiotemporal": solve(case.Y, case.A, method="spatiotemporal", laplacian=case.laplacian, dt=case.dt),
-    }
-    steps = {} if args.steps is None else {"steps": args.steps}
-    _say(f"4/{n_steps} EAND-ARN (defaults{'' if args.steps is None else f', {args.steps} steps'}) ...")
-    sols["eand-arn"] = solve(
-        case.Y, case.A, method="eand-arn", laplacian=case.laplacian, dt=case.dt, vertices=case.vertices,
-        adjacency=case.adjacency, key=jax.random.key(args.seed), progress=not args.quiet, **steps,
-    )
-    dt = float(case.dt)
-    labels = {"tikhonov-2": "tikhonov-2 (GCV)", "spatiotemporal": "spatiotemporal", "eand-arn": "eand-arn"}
-    results = {}
-    for name, sol in sols.items():
-        at = metrics.activation_time_error(sol.potentials, case.U, dt)
-        results[labels[name]] = {
-            "relative_error": float(metrics.relative_error(sol.potentials, case.U)),
-            "correlation_time": float(metrics.mean_correlation(sol.potentials, case.U, "time")),
-            "activation_mae": float(at.mae),
-            "time_s": float(sol.diagnostics["time_s"]),
-        }
-    # The start EAND-ARN trained from, scored alone: what the training itself added.
-    start = sols["eand-arn"].diagnostics.get("start_potentials")
-    if start is not None:
-        at = metrics.activation_time_error(start, case.U, dt)
-        results[f"  its start ({sols['eand-arn'].diagnostics['start']})"] = {
-            "relative_error": float(metrics.relative_error(start, case.U)),
-            "correlation_time": float(metrics.mean_correlation(start, case.U, "time")),
-            "activation_mae": float(at.mae), "time_s": None,
-        }
-    _say("")
-    _say(f"{'method':24s} {'RE':>7s} {'CC':>7s} {'AT err':>8s} {'time':>8s}")
-    for name, r in results.items():
-        _say(
-            f"{name:24s} {r['relative_error']:7.3g} {r['correlation_time']:7.3f} "
-            f"{r['activation_mae']:8.3g} " + ("" if r["time_s"] is None else f"{r['time_s']:7.1f}s")
+    try:
+        run_demo(
+            args.out, n_heart=args.n_heart, pacing=args.pacing, sigma=args.sigma, samples=args.samples, seed=args.seed,
+            steps=args.steps, figures=not args.no_figures, xdmf=args.xdmf, progress=not args.quiet, say=_say,
         )
-    _say("")
-    written = []
-    U = np.asarray(case.U)
-    times = np.arange(U.shape[1]) * dt
-    for name, sol in sols.items():
-        written += io.save_solution(out / f"{name}.npz", sol, geo.heart, times=times, truth=U, xdmf=args.xdmf)
-    if not args.no_figures:
-        from . import plotting
-
-        _say(f"5/{n_steps} figures ...")
-        fields = {"truth": U, **{labels[k]: np.asarray(s.potentials) for k, s in sols.items()}}
-        # The pacing node, and the nodes activated halfway and last (among those that activate).
-        at, active = (np.asarray(x) for x in metrics.activation_times(U, dt, return_mask=True))
-        order = np.flatnonzero(active) if active.any() else np.arange(len(at))
-        order = order[np.argsort(at[order], kind="stable")]
-        nodes = list(dict.fromkeys([args.pacing, int(order[len(order) // 2]), int(order[-1])]))
-        plotting.heart_maps(geo.heart, fields, _demo_times(U, dt), dt=dt, path=out / "heart_maps.png")
-        plotting.activation_map(geo.heart, fields, dt=dt, path=out / "activation_map.png")
-        plotting.time_courses(fields, nodes, dt, path=out / "time_courses.png")
-        plotting.loss_curves(sols["eand-arn"].history, path=out / "loss_curves.png")
-        written += [out / f for f in ("heart_maps.png", "activation_map.png", "time_courses.png", "loss_curves.png")]
-    summary = {
-        "command": "ecgi-jax demo",
-        "geometry": "default_heart_torso (noncrime: Mitchell-Schaeffer truth, 4x finer mesh and its own BEM)",
-        "truth": case.info,
-        "pacing": args.pacing,
-        "sigma": args.sigma,
-        "samples": args.samples,
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
-        "results": results,
-        "eand_arn": io._json_safe({k: v for k, v in sols["eand-arn"].diagnostics.items() if k != "start_potentials"}),
-    }
-    import json
-
-    from .geometry import atomic_write
-
-    text = json.dumps(summary, indent=2, allow_nan=False)
-    written.append(atomic_write(out / "summary.json", lambda p: p.write_text(text)))
-    arrays = {"truth": U, **{k: np.asarray(s.potentials) for k, s in sols.items()}}
-    written.append(_write_npz(out / "potentials.npz", arrays))
-    _say(f"wrote {len(written)} files under {out}/ ({time.perf_counter() - t0:.0f} s in all):")
-    _say("    " + ", ".join(Path(p).name for p in written))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return 0
 
 
@@ -290,7 +171,7 @@ def _simulate(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from . import geometry, operators
+    from . import geometry, io, operators
     from .ep import APParams, simulate
 
     _refuse_overwriting_inputs([("--out", args.out)], [("--mesh", args.mesh)])
@@ -308,7 +189,7 @@ def _simulate(args) -> int:
     U, V = simulate(lap, jnp.zeros(mesh.n_vertices).at[args.pacing].set(1.0), ap_params=params, dt=args.dt, n_samples=args.samples)
     U, V = np.asarray(U), np.asarray(V)
     arrays = dict(U=U, V=V, dt=np.float64(args.dt), vertices=mesh.vertices, triangles=mesh.triangles)
-    _write_npz(args.out, arrays)
+    io.save_arrays(args.out, arrays)
     at = np.argmax(U > 0.5, axis=1) * args.dt
     _say(
         f"u in [{U.min():.3f}, {U.max():.3f}], activated {np.mean(U.max(axis=1) > 0.5):.0%} of nodes "
@@ -353,7 +234,7 @@ def _parse_electrodes(spec: str | None, n_torso: int):
 def _forward(args) -> int:
     import numpy as np
 
-    from . import forward
+    from . import forward, io
 
     electrode_file = args.electrodes if args.electrodes and Path(args.electrodes).is_file() else None
     _refuse_overwriting_inputs(
@@ -385,7 +266,7 @@ def _forward(args) -> int:
             Y = np.asarray(forward.add_noise(jax.random.key(args.seed), Y, args.sigma), np.float64)
         arrays.update(Y=Y, sigma=np.float64(args.sigma), seed=np.int64(args.seed))
         _say(f"    Y = A U{' + noise' if args.sigma > 0 else ''}: {Y.shape}")
-    _write_npz(args.out, arrays)
+    io.save_arrays(args.out, arrays)
     _say(f"wrote {args.out} (arrays {', '.join(arrays)})")
     return 0
 

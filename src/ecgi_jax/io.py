@@ -30,7 +30,7 @@ from ._solve import Result, Solution
 from .geometry import Mesh, atomic_write, load_mat
 from .geometry import load_mesh as _load_meshio
 
-__all__ = ["save_solution", "load_solution", "LoadedSolution", "load_array", "load_mesh", "FORMAT"]
+__all__ = ["save_solution", "save_arrays", "load_solution", "LoadedSolution", "load_array", "load_mesh", "FORMAT"]
 
 FORMAT = "ecgi_jax.solution/1"
 """Identifier stored in every solution file (bumped if the layout changes)."""
@@ -202,6 +202,17 @@ def _field(x, name, shape=None) -> np.ndarray | None:
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}; expected {shape} like the solution's potentials.")
     return arr
+
+
+def save_arrays(path, arrays: dict) -> Path:
+    """``np.savez`` of ``arrays`` to exactly ``path`` (no ".npz" appended), atomically: a killed
+    write leaves the old file or none, never half of one."""
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(Path(path), write)
 
 
 def save_solution(path, solution: Solution, mesh=None, *, times=None, truth=None, xdmf: bool | None = None) -> list[Path]:
