@@ -214,3 +214,34 @@ def test_result_of_non_finite_potentials():
     assert result_of(np.array([[1.0, np.nan]]), {}) is Result.NON_FINITE
     assert result_of(np.ones((2, 2)), {"converged": True, "stopped": "plateau"}) is Result.SUCCESS
     assert result_of(np.ones((2, 2)), {"stopped": "diverged", "converged": False}) is Result.DIVERGED
+
+
+def test_one_heart_model_serves_every_method_as_its_own_operators_would():
+    """solve(..., heart=HeartModel) gives each method the fields it takes and no others: the
+    result equals the call with those operators passed by hand, for methods that take different
+    subsets; a field given twice is refused."""
+    from ecgi_jax import geometry, solve_batch
+    from ecgi_jax.operators import HeartModel, huiskamp_laplacian, surface_gradient
+
+    mesh = geometry.icosphere(1).scaled(20.0)
+    heart = HeartModel.from_mesh(mesh, dt=0.1)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, mesh.n_vertices)).astype(np.float32)
+    A -= A.mean(axis=0, keepdims=True)
+    Y = (A @ rng.standard_normal((mesh.n_vertices, 8)) + 0.05 * rng.standard_normal((30, 8))).astype(np.float32)
+    L, G = huiskamp_laplacian(mesh.vertices, mesh.adjacency), surface_gradient(mesh)
+    by_hand = {
+        "tikhonov-0": {}, "tikhonov-1": dict(gradient=G), "tikhonov-2": dict(laplacian=L),
+        "spatiotemporal": dict(laplacian=L, dt=0.1), "greensite": dict(laplacian=L, gradient=G, vertices=mesh.vertices, adjacency=mesh.adjacency),
+    }
+    for method, kw in by_hand.items():
+        a = solve(Y, A, method=method, heart=heart)
+        b = solve(Y, A, method=method, **kw)
+        np.testing.assert_array_equal(np.asarray(a.U), np.asarray(b.U))
+        assert ("laplacian" in a.options) == ("laplacian" in method_options(method))
+    batch = solve_batch(np.stack([Y, Y]), A, method="tikhonov-2", heart=heart)
+    np.testing.assert_allclose(np.asarray(batch[0].U), np.asarray(solve(Y, A, method="tikhonov-2", laplacian=L).U), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="laplacian given both in heart= and as option"):
+        solve(Y, A, method="tikhonov-2", heart=heart, laplacian=L)
+    with pytest.raises(TypeError, match="heart must be an ecgi_jax.operators.HeartModel"):
+        solve(Y, A, method="tikhonov-2", heart={"laplacian": L})

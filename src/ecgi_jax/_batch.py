@@ -48,6 +48,7 @@ from ._solve import (
     _working_precision,
     check_option_names,
     check_option_types,
+    with_heart,
     check_result,
     solve,
 )
@@ -313,7 +314,7 @@ def _check_batch_options(options, n_problems, n, n_t):
         _check_options({"noise_std": noise_std}, n, n_t)
 
 
-def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, throw: bool = False, **options) -> list[Solution]:
+def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, heart=None, throw: bool = False, **options) -> list[Solution]:
     """Solve ``B`` inverse problems of equal shapes at once.
 
     Args:
@@ -324,6 +325,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, th
         keys: ``B`` PRNG keys (a ``(B,)`` key array or a sequence), one per problem, for methods
             that take ``key``; ``None`` gives every problem the method's default key (exactly as
             a loop of :func:`solve` without ``key``).
+        heart: a :class:`~ecgi_jax.operators.HeartModel` shared by every problem (as :func:`solve`).
         throw: raise :class:`~ecgi_jax.SolveError` naming the first problem whose result is not
             :attr:`~ecgi_jax.Result.SUCCESS` (as :func:`solve`); by default every solution
             comes back with its own ``result``.
@@ -352,6 +354,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, th
     get_method(method)  # an unknown method: ValueError naming the valid ones
     if not isinstance(throw, (bool, np.bool_)):
         raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
+    options = with_heart(method, heart, options)
     check_option_names(method, options)
     if "key" in options:
         raise TypeError("solve_batch takes one key per problem: pass keys= (B keys), not key=.")

@@ -33,7 +33,7 @@ from ._registry import (
     result_of,
 )
 from ._types import check_key
-from .operators import check_operator, finite_array
+from .operators import HeartModel, check_operator, finite_array
 from .solvers import classical as _classical  # noqa: F401  (registers the classical methods)
 
 __all__ = ["Result", "SolveError", "Solution", "solve", "register_method", "METHODS", "methods_table", "method_options"]
@@ -228,13 +228,31 @@ def _check_time_samples(params, options, n_t, method):
         )
 
 
-def solve(Y, A, *, method: str = "tikhonov-2", throw: bool = False, **options) -> Solution:
+def with_heart(method: str, heart, options: dict) -> dict:
+    """``options`` plus the fields of ``heart`` (a :class:`~ecgi_jax.operators.HeartModel`) that
+    ``method`` takes. A field also given as an option is refused: which one was meant is unclear."""
+    if heart is None:
+        return options
+    if not isinstance(heart, HeartModel):
+        raise TypeError(
+            f"heart must be an ecgi_jax.operators.HeartModel (e.g. HeartModel.from_mesh(mesh)); got {type(heart).__name__}."
+        )
+    fields = heart.options_for({p.name for p in option_parameters(method)})
+    both = sorted(set(fields) & set(options))
+    if both:
+        raise ValueError(f"{', '.join(both)} given both in heart= and as option(s): give each once.")
+    return {**fields, **options}
+
+
+def solve(Y, A, *, method: str = "tikhonov-2", heart: HeartModel | None = None, throw: bool = False, **options) -> Solution:
     """Reconstruct heart potentials from body-surface potentials.
 
     Args:
         Y: ``(M, T)`` body-surface potentials (M leads, T samples).
         A: ``(M, N)`` transfer matrix.
         method: a name in :data:`METHODS` (``methods_table()`` lists them).
+        heart: a :class:`~ecgi_jax.operators.HeartModel` (Laplacian, gradient, vertices,
+            adjacency, dt): each method gets the fields it takes, so one call serves every method.
         throw: raise :class:`SolveError` (holding the solution) when the result is not
             :attr:`Result.SUCCESS`; by default the solution comes back with ``result`` saying how
             it ended (and a ``RuntimeWarning`` where the method gives one).
@@ -255,6 +273,7 @@ def solve(Y, A, *, method: str = "tikhonov-2", throw: bool = False, **options) -
     if not isinstance(throw, (bool, np.bool_)):
         raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
     params = option_parameters(method)
+    options = with_heart(method, heart, options)
     check_option_names(method, options)
     check_option_types(method, options)
     Y, A = _validate(Y, A)

@@ -5,6 +5,7 @@ Spatial: mesh Laplacians (Huiskamp 1-ring, cotangent, graph) and surface gradien
 """
 
 from ._checks import check_operator, finite_array
+from ._heart import HeartModel
 from ._laplacian import (
     adjacency_from_sparse,
     cotangent_laplacian,
@@ -20,6 +21,7 @@ from ._temporal import Stencil, difference_matrix, fd_weights, min_samples, sten
 
 __all__ = [
     "SparseOperator",
+    "HeartModel",
     "finite_array",
     "check_operator",
     "as_dense",
