@@ -1,0 +1,174 @@
+"""The start solutions EAND-ARN trains from (and ``hybrid`` chains): the single-site AP beat, the
+shooting beat, their waveform-template refinement, the Akaike choice among them, or a Tikhonov map;
+and the recovery variable integrated from a potential."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...ep import APParams, ap_rhs
+from ...operators import SparseOperator, adjacency_from_sparse
+
+__all__ = ["STARTS", "start_solution", "template_start", "recovery_from_potential", "start_ap_params"]
+
+STARTS = ("auto", "pacing", "shooting", "template", "tikhonov")
+# The waveform-template start (chosen on development cases only, sites 50 / 300 with seeds 1 / 2 of
+# the non-crime phantom, homogeneous and with an APD gradient; never on a reported case): L-BFGS
+# iterations, the weight of ||L tau||^2 / n (and of the stretch's), the waveform curvature penalty
+# and the whitening of the times (by the Laplacian) and of the waveform (by its first difference) that
+# fit_template's whiten applies. From the shooting beat, RE of 3000 plain iterations -> 500 whitened:
+# homogeneous 0.131 / 0.130 -> 0.126 / 0.117; APD gradient (stretched) 0.198 / ... -> 0.142 / ...;
+# heart 8 mm / 8 deg off 0.224 / 0.208 -> 0.242 / 0.217 (worse: converged further, the fit follows the
+# geometry error). 6x fewer iterations. (Whitening the waveform by its second difference instead:
+# 0.134 / 0.121, shift 0.286 / 0.234.)
+TEMPLATE_STEPS, TEMPLATE_LAM, TEMPLATE_MU, TEMPLATE_WHITEN = 500, 1e-2, 1e-3, 1e-3
+
+
+def recovery_from_potential(U, dt, ap_params: APParams = APParams(), substeps: int = 4):
+    """Integrate the v-equation of the AP model node by node for a given ``u(t)``, from v = 0.
+
+    v has no diffusion, so it is a causal functional of u at each node: this gives the recovery
+    variable that goes with a reconstructed u (used to start the network's v output). u is
+    clipped to ``[0, 1]`` first so that ``u + mu2`` stays positive for a classical estimate.
+    """
+    U = jnp.clip(jnp.asarray(U), 0.0, 1.0)
+    h = dt / substeps
+    zero = jnp.zeros(U.shape[0], U.dtype)
+
+    def interval(v, u_pair):
+        u0, u1 = u_pair
+
+        def sub(v, s):
+            u = u0 + (u1 - u0) * s / substeps  # linear in time between samples
+            return v + h * ap_rhs(u, v, zero, ap_params)[1], None
+
+        v, _ = jax.lax.scan(sub, v, jnp.arange(substeps, dtype=U.dtype))
+        return v, v
+
+    _, vs = jax.lax.scan(interval, zero, (U[:, :-1].T, U[:, 1:].T))
+    return jnp.concatenate([zero[:, None], vs.T], axis=1)
+
+def start_solution(
+    kind: str, Y, A, lap: SparseOperator, dt, *, vertices=None, adjacency=None, ap_params=APParams()
+):
+    """A start ``(U0, V0, info)`` for EAND-ARN.
+
+    * ``"pacing"``: the best single-site Aliev–Panfilov beat
+      (:func:`~ecgi_jax.solvers.shooting.pacing_search`) — a trajectory of the nominal model;
+    * ``"shooting"``: the beat of :func:`~ecgi_jax.solvers.shooting.shooting_fit` (patch centre,
+      width, onset, D and a fitted, started from that pacing search; needs ``vertices``) — a trajectory
+      of the *fitted* model, whose ``D`` and ``a`` are returned in ``info["start_D"]`` /
+      ``["start_a"]`` for EAND-ARN's physics term;
+    * ``"auto"``: both (shooting only when ``vertices`` are given), and the one with the lower
+      Akaike criterion ``N·log(‖A U₀ − Y‖²) + 2p`` (``N = m·t`` data, ``p`` = 2 parameters for the
+      single-site beat — node, onset — and shooting's 6–7). Shooting's extra parameters always
+      shave a little noise off the misfit; the criterion takes them only when they explain more
+      than noise. On data from the nominal model the single-site beat is exact and wins; on
+      anything else (other tissue, a larger stimulus) shooting wins by far
+      (``experiments/model_mismatch.py``);
+    * ``"template"``: the physics start above (the better of the two by the criterion), refined
+      by the waveform-template fit (:func:`~ecgi_jax.solvers.activation.fit_template`: one
+      learned action-potential shape shifted by each node's activation time, started from the
+      physics beat's activation times and waveform), with and without a per-node stretch of the
+      waveform (APD that varies over the heart), the better by the criterion
+      (``info["template_stretch"]``). It holds whatever the true ionic model, where the AP beats
+      carry AP's own waveform; v is integrated from u;
+    * ``"auto"`` also weighs the template (``p = n + K``: a time per node and the waveform's
+      knots; stretched ``2n + K``) against the physics starts by the same criterion: it wins on data the AP model did
+      not generate (Mitchell–Schaeffer truth on a finer mesh: misfit 0.0031 → 0.0024 at σ = 0.1,
+      ``experiments/noncrime_study.py``) and loses on the AP model's own beats, where the
+      shooting beat is exact;
+    * ``"tikhonov"``: 2nd-order Tikhonov with the L-curve λ, with v integrated from the clipped u
+      (:func:`recovery_from_potential`).
+
+    ``info["start"]`` names the start used, ``info["start_misfit"]`` its misfit and
+    ``info["start_potentials"]`` its u ``(n, t)`` (to score the start against the trained fields).
+    """
+    if kind not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, an (n, t) array of u or a (U, V) pair; got {kind!r}.")
+    if kind == "tikhonov":
+        from .. import classical
+
+        path = classical.tikhonov_path(Y, factor=classical.factorize(A, lap.astype(Y.dtype)))
+        choice = classical.select_lambda(path, "lcurve")
+        U0 = jnp.asarray(path.solution(choice.index), Y.dtype)
+        return U0, recovery_from_potential(U0, dt, ap_params), {"start": "tikhonov", "start_lambda": float(choice.lam)}
+    from ..shooting import pacing_search, shooting_fit
+
+    if kind == "shooting" and vertices is None:
+        raise ValueError("start='shooting' fits a patch centre in space: pass vertices=(n, 3) (or use start='pacing').")
+    if adjacency is None:
+        adjacency = adjacency_from_sparse(lap.to_scipy())
+    search_vertices = vertices
+    if vertices is None:
+        # No coordinates: spread candidates evenly over the node numbering instead.
+        search_vertices = np.zeros((A.shape[1], 3))
+        search_vertices[:, 0] = np.arange(A.shape[1])
+    misfit = lambda U: float(jnp.sum((jnp.matmul(A, U, precision="highest") - Y) ** 2) / jnp.sum(Y**2))  # noqa: E731
+    found = pacing_search(Y, A, lap, vertices=search_vertices, adjacency=adjacency, dt=dt, ap_params=ap_params)
+    pacing = (found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset,
+                                 "start_misfit": misfit(found.U)})
+    if kind == "pacing" or vertices is None:
+        return pacing
+    fit = shooting_fit(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=found)
+    shooting = (fit.U, fit.V, {
+        "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U),
+        "start_D": np.asarray(fit.ap_params.D).tolist(), "start_a": float(fit.ap_params.a),
+    })
+    if kind == "shooting":
+        return shooting
+    n_obs = Y.size
+    aic = {
+        "pacing": n_obs * np.log(pacing[2]["start_misfit"]) + 2 * 2,
+        "shooting": n_obs * np.log(shooting[2]["start_misfit"]) + 2 * len(fit.names),
+    }
+    best = shooting if aic["shooting"] < aic["pacing"] else pacing
+    misfits = {"pacing": pacing[2]["start_misfit"], "shooting": shooting[2]["start_misfit"]}
+    if kind == "template" or kind == "auto":
+        # One waveform everywhere, and the same with a per-node stretch (hearts whose APD varies),
+        # both from the physics beat; the criterion charges a time per node, the waveform's knots
+        # and, stretched, a stretch per node.
+        beat, fits, L = best, {}, lap.todense()
+        for name, stretch in (("template", False), ("template-stretch", True)):
+            fits[name] = template_start(Y, A, L, dt, beat[0], stretch=stretch)
+            misfits[name] = misfit(fits[name].U)
+            aic[name] = n_obs * np.log(misfits[name]) + 2 * (A.shape[1] * (1 + stretch) + fits[name].waveform.shape[0])
+        name = min(fits, key=aic.get)
+        if kind == "template" or aic[name] < aic[beat[2]["start"]]:
+            U_t = fits[name].U
+            best = (U_t, recovery_from_potential(U_t, dt, start_ap_params(ap_params, beat[2])), {
+                **beat[2], "start": "template", "template_from": beat[2]["start"],
+                "template_stretch": name == "template-stretch", "start_misfit": misfits[name],
+                "template_activation_times": np.asarray(fits[name].tau).tolist(),
+            })
+    gain = aic["pacing"] - min(aic.values())
+    return best[0], best[1], {**best[2], "start_misfits": misfits, "start_aic_gain": float(gain)}
+
+def template_start(Y, A, L, dt, U0, *, stretch: bool = False):
+    """The waveform-template fit (:class:`~ecgi_jax.solvers.activation.TemplateFit`) started from
+    the beat ``U0``, with a per-node stretch of the waveform or without; ``L``: the dense Laplacian."""
+    from ...ep import activation_times
+    from ..activation import fit_template, initial_waveform
+
+    n_t = Y.shape[1]
+    t = jnp.arange(n_t, dtype=Y.dtype) * dt
+    # Knots every sample over every lag a node activated anywhere in the window can see.
+    s0, h = -(n_t * dt), dt
+    n_knots = int(np.ceil((2 * n_t * dt + 5.0) / h)) + 1
+    tau0 = activation_times(U0, dt)
+    f0 = jnp.asarray(initial_waveform(U0, tau0, t, s0, h, n_knots), Y.dtype)
+    return fit_template(
+        Y, A, L, t, jnp.asarray(tau0, Y.dtype), f0, jnp.asarray(s0, Y.dtype), jnp.asarray(h, Y.dtype),
+        jnp.asarray(TEMPLATE_LAM, Y.dtype), jnp.asarray(TEMPLATE_MU, Y.dtype), steps=TEMPLATE_STEPS, stretch=stretch,
+        whiten=None if TEMPLATE_WHITEN is None else jnp.asarray(TEMPLATE_WHITEN, Y.dtype),
+    )
+
+def start_ap_params(ap_params: APParams, info: dict) -> APParams:
+    """The AP parameters of the start's model: fitted ones for a shooting start, else nominal."""
+    if "start_D" not in info:
+        return ap_params
+    return dataclasses.replace(ap_params, D=np.asarray(info["start_D"]), a=info["start_a"])
