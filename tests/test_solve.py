@@ -245,3 +245,26 @@ def test_one_heart_model_serves_every_method_as_its_own_operators_would():
         solve(Y, A, method="tikhonov-2", heart=heart, laplacian=L)
     with pytest.raises(TypeError, match="heart must be an ecgi_jax.operators.HeartModel"):
         solve(Y, A, method="tikhonov-2", heart={"laplacian": L})
+
+
+def test_a_method_object_is_the_name_and_settings_checked_once():
+    from ecgi_jax import Method, solve_batch
+
+    Y, A, L, _ = _small()
+    m = Method("tikhonov-2", lambda_rule="lcurve", laplacian=L)
+    np.testing.assert_array_equal(np.asarray(solve(Y, A, method=m).U), np.asarray(solve(Y, A, method="tikhonov-2", lambda_rule="lcurve", laplacian=L).U))
+    assert m.defaults["lambda_rule"] == "lcurve" and m.defaults["tau"] == 1.0
+    assert m.replace(lambda_rule="gcv").settings["lambda_rule"] == "gcv" and m.settings["lambda_rule"] == "lcurve"
+    assert Method("tsvd", rank=3) == Method("tsvd", rank=3) and hash(Method("tsvd", rank=3)) == hash(Method("tsvd", rank=3))
+    assert repr(Method("tsvd", rank=3)) == "Method('tsvd', rank=3)"
+    batch = solve_batch(np.stack([Y, Y]), A, method=Method("tsvd", rank=3))
+    assert batch[0].diagnostics["rank"] == 3 and batch[0].method == "tsvd"
+    # Refused when made, before any data is seen.
+    with pytest.raises(TypeError, match="'k' is now 'rank'"):
+        Method("tsvd", k=3)
+    with pytest.raises(TypeError, match="option learning_rate must be a real number"):
+        Method("eand-arn", learning_rate="1e-3")
+    with pytest.raises(ValueError, match="unknown method 'tikhonov-3'"):
+        Method("tikhonov-3")
+    with pytest.raises(ValueError, match="lambda_rule set both in the Method and in the call"):
+        solve(Y, A, method=m, lambda_rule="gcv")

@@ -6,7 +6,7 @@ The package follows the pipeline of an ECGI study:
 """
 
 from . import activation, datasets, ep, forward, geometry, io, metrics, operators, synthetic
-from ._solve import METHODS, Result, SolveError, Solution, method_options, methods_table, register_method, solve
+from ._solve import METHODS, Method, Result, SolveError, Solution, method_options, methods_table, register_method, solve
 from ._batch import solve_batch
 from .solvers.neural import _methods as _neural_methods  # registers "eand-arn" and "pdl"
 from .solvers.shooting import _methods as _shooting_methods  # registers "ap-shooting" and "hybrid"
@@ -14,7 +14,7 @@ from .solvers.activation import _methods as _activation_methods  # registers "ac
 
 __all__ = [
     "geometry", "operators", "forward", "ep", "synthetic", "metrics", "datasets", "io", "activation",
-    "solve", "Solution", "Result", "SolveError", "register_method", "METHODS", "methods_table", "method_options",
+    "solve", "Method", "Solution", "Result", "SolveError", "register_method", "METHODS", "methods_table", "method_options",
     "solve_batch",
 ]
 

@@ -50,6 +50,7 @@ from ._solve import (
     check_option_types,
     with_heart,
     check_result,
+    method_and_options,
     solve,
 )
 from .operators import SparseOperator, finite_array
@@ -314,14 +315,14 @@ def _check_batch_options(options, n_problems, n, n_t):
         _check_options({"noise_std": noise_std}, n, n_t)
 
 
-def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, heart=None, throw: bool = False, **options) -> list[Solution]:
+def solve_batch(Y, A, *, method="tikhonov-2", keys=None, devices=None, heart=None, throw: bool = False, **options) -> list[Solution]:
     """Solve ``B`` inverse problems of equal shapes at once.
 
     Args:
         Y: ``(B, M, T)`` body-surface potentials, one recording per problem.
         A: ``(B, M, N)`` transfer matrices, or one ``(M, N)`` matrix shared by every problem
             (factorized once for the classical methods).
-        method: a name in :data:`~ecgi_jax.METHODS`.
+        method: a name in :data:`~ecgi_jax.METHODS`, or an :class:`~ecgi_jax.Method`.
         keys: ``B`` PRNG keys (a ``(B,)`` key array or a sequence), one per problem, for methods
             that take ``key``; ``None`` gives every problem the method's default key (exactly as
             a loop of :func:`solve` without ``key``).
@@ -351,6 +352,7 @@ def solve_batch(Y, A, *, method: str = "tikhonov-2", keys=None, devices=None, he
         TypeError: an option the method does not take (listing the valid ones), ``key=`` given
             instead of ``keys=``.
     """
+    method, options = method_and_options(method, options)
     get_method(method)  # an unknown method: ValueError naming the valid ones
     if not isinstance(throw, (bool, np.bool_)):
         raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")

@@ -36,7 +36,7 @@ from ._types import check_key
 from .operators import HeartModel, check_operator, finite_array
 from .solvers import classical as _classical  # noqa: F401  (registers the classical methods)
 
-__all__ = ["Result", "SolveError", "Solution", "solve", "register_method", "METHODS", "methods_table", "method_options"]
+__all__ = ["Method", "Result", "SolveError", "Solution", "solve", "register_method", "METHODS", "methods_table", "method_options"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,6 +228,64 @@ def _check_time_samples(params, options, n_t, method):
         )
 
 
+@dataclasses.dataclass(frozen=True, init=False)
+class Method:
+    """A method and its settings as one immutable value: ``Method("tikhonov-2", lambda_rule="lcurve")``.
+
+    The names and types of the settings are checked when the object is made (as :func:`solve`
+    checks them), so a sweep's configurations fail at once, not hours into the sweep. Give it to
+    :func:`solve` or :func:`~ecgi_jax.solve_batch` as ``method=``; extra keyword options there are
+    added to (and may not repeat) its own. ``defaults`` lists every setting the method runs with;
+    ``replace(**changes)`` gives a changed copy. The string names remain the short form (the CLI
+    and config files use them).
+    """
+
+    name: str
+    options: tuple
+
+    def __init__(self, name: str, **options):
+        if not isinstance(name, str):
+            raise TypeError(f"method must be a string; got {type(name).__name__}. Valid methods: {', '.join(sorted(METHODS))}.")
+        get_method(name)
+        check_option_names(name, options)
+        check_option_types(name, options)
+        # The checks that need no data: numbers, counts and λ grids (shapes wait for Y and A).
+        _check_options({k: v for k, v in options.items() if k in _POSITIVE_SCALARS or k in _COUNTS or k in _POSITIVE_GRIDS}, None, None)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "options", tuple(sorted(options.items())))
+
+    @property
+    def settings(self) -> dict:
+        """The settings given (the rest take the method's defaults)."""
+        return dict(self.options)
+
+    @property
+    def defaults(self) -> dict:
+        """Every setting the method runs with: its defaults updated by the given ones."""
+        return {**method_options(self.name), **self.settings}
+
+    def replace(self, **changes) -> "Method":
+        return Method(self.name, **{**self.settings, **changes})
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.options)
+        return f"Method({self.name!r}{args})"
+
+
+def method_and_options(method, options: dict) -> tuple[str, dict]:
+    """``(name, options)`` from ``method=`` (a name or a :class:`Method`) and the call's options."""
+    if isinstance(method, Method):
+        both = sorted(set(method.settings) & set(options))
+        if both:
+            raise ValueError(f"{', '.join(both)} set both in the Method and in the call: give each once.")
+        return method.name, {**method.settings, **options}
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be a name or an ecgi_jax.Method; got {type(method).__name__}. Valid methods: {', '.join(sorted(METHODS))}."
+        )
+    return method, options
+
+
 def with_heart(method: str, heart, options: dict) -> dict:
     """``options`` plus the fields of ``heart`` (a :class:`~ecgi_jax.operators.HeartModel`) that
     ``method`` takes. A field also given as an option is refused: which one was meant is unclear."""
@@ -244,13 +302,14 @@ def with_heart(method: str, heart, options: dict) -> dict:
     return {**fields, **options}
 
 
-def solve(Y, A, *, method: str = "tikhonov-2", heart: HeartModel | None = None, throw: bool = False, **options) -> Solution:
+def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | None = None, throw: bool = False, **options) -> Solution:
     """Reconstruct heart potentials from body-surface potentials.
 
     Args:
         Y: ``(M, T)`` body-surface potentials (M leads, T samples).
         A: ``(M, N)`` transfer matrix.
-        method: a name in :data:`METHODS` (``methods_table()`` lists them).
+        method: a name in :data:`METHODS` (``methods_table()`` lists them), or a :class:`Method`
+            (a name with its settings).
         heart: a :class:`~ecgi_jax.operators.HeartModel` (Laplacian, gradient, vertices,
             adjacency, dt): each method gets the fields it takes, so one call serves every method.
         throw: raise :class:`SolveError` (holding the solution) when the result is not
@@ -267,8 +326,7 @@ def solve(Y, A, *, method: str = "tikhonov-2", heart: HeartModel | None = None, 
         TypeError: an option the method does not take (listing the valid ones), a non-string
             method, complex or non-numeric arrays.
     """
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string; got {type(method).__name__}. Valid methods: {', '.join(sorted(METHODS))}.")
+    method, options = method_and_options(method, options)
     fn = get_method(method)
     if not isinstance(throw, (bool, np.bool_)):
         raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
