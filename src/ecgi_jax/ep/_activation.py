@@ -62,7 +62,7 @@ def activation_times(
         lv = level[:, 0]
         step = u1 - u0
         frac = jnp.where((first > 0) & (step > 0), (lv - u0) / jnp.where(step > 0, step, 1), 0.0)
-        t = jnp.where(first > 0, (prev + jnp.clip(frac, 0.0, 1.0)) * dt, 0.0)
+        t = jnp.where(first > 0, (prev.astype(U.dtype) + jnp.clip(frac, 0.0, 1.0)) * dt, 0.0)
     elif method == "upstroke":
         du = jnp.gradient(U, axis=-1)
         k = jnp.argmax(du, axis=-1)

@@ -181,7 +181,7 @@ def _shift(X, onset, dt, n_out: int):
     Xp = jnp.concatenate([rest, rest, X, X[:, -1:], X[:, -1:]], axis=1)  # X[:, 0] at index 2
     pos = jnp.clip(jnp.arange(n_out, dtype=X.dtype) - onset / dt + 2.0, 1.0, float(K + 1))
     i = jnp.clip(jnp.floor(pos).astype(jnp.int32), 1, K + 1)
-    f = (pos - i)[None, :]
+    f = (pos - i.astype(pos.dtype))[None, :]
     p0, p1, p2, p3 = Xp[:, i - 1], Xp[:, i], Xp[:, i + 1], Xp[:, i + 2]
     return p1 + 0.5 * f * (p2 - p0 + f * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + f * (3.0 * (p1 - p2) + p3 - p0)))
 
