@@ -128,7 +128,7 @@ BAD_INPUTS = [
     pytest.param(lambda: _solve(A=_problem()[1][0]), ValueError, "A must be 2-D", id="solve-A-1d"),
     # ---- solve(): method and options
     pytest.param(lambda: _solve(method="tikhonov-3"), ValueError, "unknown method .*valid methods: .*tikhonov-2", id="solve-unknown-method"),
-    pytest.param(lambda: _solve(method=["tsvd"]), TypeError, "method must be a string", id="solve-method-not-str"),
+    pytest.param(lambda: _solve(method=["tsvd"]), TypeError, "method must be a name or an ecgi_jax.Method", id="solve-method-not-str"),
     pytest.param(lambda: _solve(method="tikhonov-0", lamda=1.0), TypeError, "valid options: lam", id="solve-unknown-option"),
     pytest.param(lambda: _solve(method="tikhonov-0", lam=0.0), ValueError, "option lam must be a finite number > 0", id="solve-lam-zero"),
     pytest.param(lambda: _solve(method="tikhonov-0", lam=-1.0), ValueError, "option lam must", id="solve-lam-negative"),
