@@ -172,14 +172,11 @@ def test_an_option_name_means_one_thing_in_every_method():
 
 
 def _tiny_ap():
-    from ecgi_jax import geometry, operators
+    from test_checkpoint import PROBLEM  # tests/ is on sys.path; the checkpoint tests' tiny EAND-ARN problem
 
-    mesh = geometry.icosphere(1).scaled(20.0)
-    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
-    rng = np.random.default_rng(0)
-    A = (rng.standard_normal((10, mesh.n_vertices)) / 5).astype(np.float32)
-    Y = (A @ rng.random((mesh.n_vertices, 16))).astype(np.float32)
-    return Y, A, dict(laplacian=lap, dt=0.1, init="random", width=8, n_blocks=1, chunk=10, progress=False)
+    namespace = {}
+    exec(PROBLEM, namespace)
+    return namespace["problem"]()
 
 
 def test_every_way_of_ending_is_one_result_and_throw_raises_it():
@@ -202,7 +199,7 @@ def test_every_way_of_ending_is_one_result_and_throw_raises_it():
     # Training that meets a non-finite loss: the last finite state, marked diverged.
     Y2, A2, kw = _tiny_ap()
     with pytest.warns(RuntimeWarning, match="diverged"):
-        bad = solve(Y2, A2, method="eand-arn", steps=40, learning_rate=1e12, key=jax.random.key(0), **kw)
+        bad = solve(Y2, A2, method="eand-arn", **{**kw, "learning_rate": 1e12, "key": jax.random.key(0)})
     assert bad.result is Result.DIVERGED and bool(np.all(np.isfinite(np.asarray(bad.U))))
     with pytest.raises(TypeError, match="throw must be True or False"):
         solve(Y, A, method="tikhonov-2", laplacian=L, throw="yes")
