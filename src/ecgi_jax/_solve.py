@@ -321,10 +321,14 @@ def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | No
         ValueError: bad shapes (``Y (M, T)``, ``A (M, N)``, ``truth (N, T)``, ``laplacian (N, N)``,
             ``gradient (K, N)``, ``temporal (T, T)``), empty or NaN/Inf inputs (naming the input),
             non-positive ``lam``/``lam_s``/``dt``/``tau``/``learning_rate`` or λ grids, an unknown
-            method (listing the valid ones), and for the classical solvers a regularized problem
+            method (listing the valid ones), an option set twice (in ``heart`` or a
+            :class:`Method` and in the call), and for the classical solvers a regularized problem
             without a unique solution (A and the penalty share a null vector).
-        TypeError: an option the method does not take (listing the valid ones), a non-string
-            method, complex or non-numeric arrays.
+        TypeError: an option the method does not take (listing the valid ones; a renamed one
+            names its new name), an option of the wrong type, a method that is neither a name
+            nor a :class:`Method`, a ``heart`` that is not a HeartModel, complex or non-numeric
+            arrays.
+        SolveError: with ``throw=True``, a result other than :attr:`Result.SUCCESS`.
     """
     method, options = method_and_options(method, options)
     fn = get_method(method)
