@@ -354,8 +354,7 @@ def solve_batch(Y, A, *, method="tikhonov-2", keys=None, devices=None, heart=Non
     """
     method, options = method_and_options(method, options)
     get_method(method)  # an unknown method: ValueError naming the valid ones
-    if not isinstance(throw, (bool, np.bool_)):
-        raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
+    check_result(None, throw)  # the flag's type, before any work
     options = with_heart(method, heart, options)
     check_option_names(method, options)
     if "key" in options:

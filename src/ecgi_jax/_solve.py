@@ -332,8 +332,7 @@ def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | No
     """
     method, options = method_and_options(method, options)
     fn = get_method(method)
-    if not isinstance(throw, (bool, np.bool_)):
-        raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
+    check_result(None, throw)  # the flag's type, before any work
     params = option_parameters(method)
     options = with_heart(method, heart, options)
     check_option_names(method, options)
@@ -356,7 +355,10 @@ def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | No
     return sol
 
 
-def check_result(sol: Solution, throw: bool, where: str = "") -> None:
-    """Raise :class:`SolveError` for a failed ``sol`` when ``throw`` (``where`` prefixes the message)."""
-    if throw and sol.result is not Result.SUCCESS:
+def check_result(sol: Solution | None, throw: bool, where: str = "") -> None:
+    """Raise :class:`SolveError` for a failed ``sol`` when ``throw`` (``where`` prefixes the
+    message); ``TypeError`` for a ``throw`` that is not a bool. ``sol=None`` checks the flag only."""
+    if not isinstance(throw, (bool, np.bool_)):
+        raise TypeError(f"throw must be True or False; got {type(throw).__name__} {throw!r}.")
+    if throw and sol is not None and sol.result is not Result.SUCCESS:
         raise SolveError(f"{where}method {sol.method!r} ended {sol.result.value} (Solution.result); the solution is in .solution.", sol)
