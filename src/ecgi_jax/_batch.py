@@ -178,9 +178,7 @@ def _batch_classical(name, kind, order):
         if fixed is not None:
             rule = None
             if kind == "tsvd":
-                p = min(A.shape[-2:])
-                if not (isinstance(fixed, (int, np.integer)) and 1 <= fixed <= p):
-                    raise ValueError(f"option rank must be an integer in [1, {p}]; got {fixed!r}.")
+                classical.check_tsvd_rank(fixed, min(A.shape[-2:]))
             elif not float(fixed) > 0:
                 raise ValueError(f"lam must be positive; got {fixed}.")
         elif rule == "oracle" and o["truth"] is None:

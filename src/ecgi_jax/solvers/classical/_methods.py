@@ -41,7 +41,7 @@ from ._sparse_reg import admm_l1, lp_lq, lp_lq_objective, lp_lq_weight, normal_f
 from ._spatiotemporal import select_spatiotemporal, spatiotemporal, spatiotemporal_path, temporal_operator
 from ._tikhonov import as_matrix, factorize, tikhonov_from_factor, tikhonov_path, tsvd_path
 
-__all__ = ["spatial_operator", "check_constant_mode"]
+__all__ = ["spatial_operator", "check_constant_mode", "check_tsvd_rank"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,12 +220,17 @@ def _tikhonov2(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, laplacian=Non
     return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
 
+def check_tsvd_rank(rank, p: int) -> None:
+    """Refuse a TSVD truncation rank that is not an integer in ``[1, p]`` (``p``: singular values)."""
+    if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= p):
+        raise ValueError(f"option rank must be an integer in [1, {p}]; got {rank!r}.")
+
+
 def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=None):
     factor = _factorize(A)
     p = factor.c.shape[0]
     if rank is not None:
-        if not (isinstance(rank, (int, np.integer)) and 1 <= rank <= p):
-            raise ValueError(f"option rank must be an integer in [1, {p}]; got {rank!r}.")
+        check_tsvd_rank(rank, p)
         path = _tsvd_path(Y, ks=jnp.asarray([rank]), factor=factor)
         X = path.solution(0)
         diag = dict(rank=int(rank), lambda_rule=None, residual_norm=float(path.residual_norm[0]))
