@@ -50,6 +50,7 @@ from ._solve import (
     check_option_types,
     with_heart,
     check_result,
+    in_time_unit,
     method_and_options,
     solve,
 )
@@ -385,7 +386,8 @@ def solve_batch(Y, A, *, method="tikhonov-2", keys=None, devices=None, heart=Non
             used["truth"] = options["truth"][b]  # as a loop of solve() records it
         diagnostics = {**sol.diagnostics, "time_s": elapsed, "batch_size": n_problems}
         result = result_of(sol.potentials, sol.diagnostics)
-        out.append(dataclasses.replace(sol, method=method, options=used, diagnostics=diagnostics, result=result))
+        sol = dataclasses.replace(sol, method=method, options=used, diagnostics=diagnostics, result=result)
+        out.append(in_time_unit(sol, heart))
     for b, sol in enumerate(out):
         check_result(sol, throw, where=f"problem {b} of the batch: ")
     return out

@@ -16,8 +16,12 @@ import jax.numpy as jnp
 
 __all__ = [
     "Result", "SolveError", "Solution", "result_of", "register_method", "get_method", "option_parameters",
-    "method_options", "methods_table", "METHODS", "register_batch_method", "batch_method",
+    "method_options", "methods_table", "METHODS", "register_batch_method", "batch_method", "TIME_DIAGNOSTICS",
 ]
+
+#: Diagnostics that are times (AP units as the methods report them): ``solve`` gives them in the
+#: recordings' unit when its ``heart`` says they were sampled in ms or s.
+TIME_DIAGNOSTICS = ("pacing_onset", "pacing_onset_std", "activation_times", "template_activation_times")
 
 
 class Result(str, enum.Enum):

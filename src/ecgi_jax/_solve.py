@@ -22,6 +22,7 @@ import numpy as np
 
 from ._registry import (
     METHODS,
+    TIME_DIAGNOSTICS,
     Result,
     Solution,
     SolveError,
@@ -302,6 +303,20 @@ def with_heart(method: str, heart, options: dict) -> dict:
     return {**fields, **options}
 
 
+def in_time_unit(sol: Solution, heart: HeartModel | None) -> Solution:
+    """``sol`` with its time-valued diagnostics (:data:`TIME_DIAGNOSTICS`) in ``heart``'s time
+    unit, and that unit recorded as ``diagnostics["time_unit"]``; unchanged for AP units."""
+    if heart is None or heart.time_unit == "ap":
+        return sol
+    diagnostics = dict(sol.diagnostics)
+    for key in TIME_DIAGNOSTICS:
+        if diagnostics.get(key) is not None:
+            t = heart.to_time_unit(diagnostics[key])
+            diagnostics[key] = float(t) if t.ndim == 0 else t.tolist()
+    diagnostics["time_unit"] = heart.time_unit
+    return dataclasses.replace(sol, diagnostics=diagnostics)
+
+
 def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | None = None, throw: bool = False, **options) -> Solution:
     """Reconstruct heart potentials from body-surface potentials.
 
@@ -312,6 +327,9 @@ def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | No
             (a name with its settings).
         heart: a :class:`~ecgi_jax.operators.HeartModel` (Laplacian, gradient, vertices,
             adjacency, dt): each method gets the fields it takes, so one call serves every method.
+            A heart whose recordings are in ms or s (``HeartModel.from_mesh(mesh, dt=1.0,
+            time_unit="ms")``) gets the reported times (activation times, pacing onsets) back in
+            that unit, ``diagnostics["time_unit"]`` naming it; ``options["dt"]`` stays in AP units.
         throw: raise :class:`SolveError` (holding the solution) when the result is not
             :attr:`Result.SUCCESS`; by default the solution comes back with ``result`` saying how
             it ended (and a ``RuntimeWarning`` where the method gives one).
@@ -351,6 +369,7 @@ def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | No
         sol, method=method, options=used, diagnostics={**sol.diagnostics, "time_s": elapsed},
         result=result_of(sol.potentials, sol.diagnostics),
     )
+    sol = in_time_unit(sol, heart)
     check_result(sol, throw)
     return sol
 

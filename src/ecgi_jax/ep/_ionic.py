@@ -52,7 +52,7 @@ from ._aliev_panfilov import APParams, ap_rhs
 from ._simulate import _check_sign, _checked_substeps
 
 __all__ = [
-    "AlievPanfilov", "MitchellSchaeffer", "FentonKarma", "IONIC_MODELS", "simulate_ionic", "cable_properties",
+    "AlievPanfilov", "MitchellSchaeffer", "FentonKarma", "IONIC_MODELS", "simulate_ionic", "cable_properties", "time_scale",
 ]
 
 
@@ -281,3 +281,26 @@ def cable_properties(model, *, spacing: float = 0.25, length: float = 100.0, dt:
         "upstroke": float(first(u >= 0.9) - first(u >= 0.1)),
         "peak": float(u.max()),
     }
+
+
+def time_scale(*, apd50: float | None = None, conduction_velocity: float | None = None, ap_params: APParams = APParams()) -> float:
+    """One Aliev–Panfilov time unit in the unit of a measurement: the ``time_scale`` of
+    :meth:`~ecgi_jax.operators.HeartModel.from_mesh` for recordings in ms (or s).
+
+    From a measured APD50 (say 250 ms) it is ``apd50 / APD50_AP`` (ms per AP unit), with the
+    model's APD50 on a cable (:func:`cable_properties`); from a measured conduction velocity (say
+    0.5 mm/ms) it is ``CV_AP / CV`` (the model's CV in mm per AP unit). The two agree only if the
+    model's ``D`` suits the tissue; the APD read leaves ``D`` to set the speed, and is the one to
+    prefer when activation times matter less than the waveform's length in the window. Give one.
+    The cable's CV is that of a fine grid (0.25 mm): on a coarse heart mesh the discrete wave is
+    slower, so a CV read there is an upper bound.
+    """
+    if (apd50 is None) == (conduction_velocity is None):
+        raise ValueError("give exactly one of apd50 (a measured APD50, ms) or conduction_velocity (mm/ms).")
+    value = apd50 if apd50 is not None else conduction_velocity
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{'apd50' if apd50 is not None else 'conduction_velocity'} must be a positive number; got {value!r}.")
+    props = cable_properties(AlievPanfilov(ap_params))
+    if apd50 is not None:
+        return float(apd50) / props["apd50"]
+    return props["cv"] / float(conduction_velocity)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._types import all_finite, is_concrete
-from ..operators import SparseOperator
+from ..operators import PLAUSIBLE_SPACING_MM, SparseOperator
 from ._aliev_panfilov import APParams, ap_rhs
 
 __all__ = ["Stimulus", "stable_substeps", "simulate"]
@@ -39,9 +39,6 @@ class Stimulus:
 #: more than any millimetre mesh needs at ``dt = 0.1`` (the P-DL heart needs 5): a count above it
 #: means a Laplacian in the wrong units (a mesh in metres asks for ~10⁵–10⁶), which would hang.
 MAX_SUBSTEPS = 10_000
-
-#: Range of implied mesh spacings (mm) outside of which a UserWarning is given.
-PLAUSIBLE_SPACING_MM = (0.3, 20.0)
 
 #: The default rule's longest sub-step (accuracy of the stiff reaction terms, AP time units).
 MAX_SUBSTEP = 0.02

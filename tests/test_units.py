@@ -1,0 +1,89 @@
+"""Units at the door: a heart mesh in any length unit gives the same operators in mm, recordings
+sampled in ms give the same solution with the times back in ms, and the default time scale agrees
+with the Aliev-Panfilov model's own APD and conduction velocity."""
+
+import numpy as np
+import pytest
+
+import ecgi_jax
+from ecgi_jax import ep, geometry
+from ecgi_jax.forward import transfer_matrix
+from ecgi_jax.operators import DEFAULT_MS_PER_AP, HeartModel
+from ecgi_jax.solvers.activation import upstroke
+
+
+@pytest.fixture(scope="module")
+def heart_mesh():
+    return geometry.icosphere(2, 40.0)  # mm: mean edge 12 mm
+
+
+def test_a_mesh_in_metres_gives_the_operators_of_the_mesh_in_mm(heart_mesh):
+    mm = HeartModel.from_mesh(heart_mesh)
+    for unit, per_mm in (("m", 1e-3), ("cm", 0.1), ("um", 1e3)):
+        other = HeartModel.from_mesh(heart_mesh.scaled(per_mm), length_unit=unit)
+        np.testing.assert_allclose(other.vertices, mm.vertices, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(other.laplacian.todense()), np.asarray(mm.laplacian.todense()), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(other.gradient.todense()), np.asarray(mm.gradient.todense()), rtol=1e-9, atol=1e-12)
+
+
+def test_an_implausible_spacing_names_the_unit_that_fits(heart_mesh):
+    with pytest.raises(ValueError, match=r"mean edge is 0\.01\d* mm .* length_unit='m'"):
+        HeartModel.from_mesh(heart_mesh.scaled(1e-3))
+    with pytest.raises(ValueError, match=r"length_unit='cm'"):
+        HeartModel.from_mesh(heart_mesh.scaled(0.01))  # 0.12 "mm": cm
+    with pytest.raises(ValueError, match="length_unit must be one of"):
+        HeartModel.from_mesh(heart_mesh, length_unit="inch")
+
+
+def test_time_units_and_their_errors(heart_mesh):
+    ap = HeartModel.from_mesh(heart_mesh, dt=0.1)
+    assert (ap.dt, ap.time_unit, ap.time_scale) == (0.1, "ap", 1.0)
+    ms = HeartModel.from_mesh(heart_mesh, dt=1.0, time_unit="ms")
+    assert ms.dt == pytest.approx(1.0 / DEFAULT_MS_PER_AP) and ms.time_scale == DEFAULT_MS_PER_AP
+    s = HeartModel.from_mesh(heart_mesh, dt=0.002, time_unit="s", time_scale=0.0125)
+    assert s.dt == pytest.approx(0.16)
+    np.testing.assert_allclose(s.to_time_unit([0.0, 8.0]), [0.0, 0.1])
+    with pytest.raises(ValueError, match="time_scale converts ms or s"):
+        HeartModel.from_mesh(heart_mesh, dt=0.1, time_scale=10.0)
+    with pytest.raises(ValueError, match="time_unit must be one of"):
+        HeartModel.from_mesh(heart_mesh, dt=1.0, time_unit="min")
+    with pytest.raises(ValueError, match="dt must be a positive number of ms"):
+        HeartModel.from_mesh(heart_mesh, dt=-1.0, time_unit="ms")
+    with pytest.raises(ValueError, match="time_scale must be a positive number"):
+        HeartModel.from_mesh(heart_mesh, dt=1.0, time_unit="ms", time_scale=0.0)
+
+
+def test_recordings_in_ms_give_the_same_solution_with_times_in_ms(heart_mesh):
+    """An activation map in ms on a heart in metres: the same fit as in AP units and mm, its
+    activation times back in ms (x time_scale), for solve and solve_batch."""
+    A = transfer_matrix(heart_mesh, geometry.icosphere(2, 100.0)).astype(np.float32)
+    pole = np.array([0.0, 0.0, 40.0])
+    tau_ms = 40.0 * np.arccos(np.clip(heart_mesh.vertices @ pole / 1600.0, -1, 1)) + 10.0
+    Y = (A @ np.asarray(upstroke(tau_ms, np.arange(160.0), 3.0))).astype(np.float32)  # 1 ms samples
+    kw = dict(method="activation-based", upstroke_width=0.3)  # 3 ms
+    in_ms = HeartModel.from_mesh(heart_mesh.scaled(1e-3), dt=1.0, length_unit="m", time_unit="ms")
+    in_ap = HeartModel.from_mesh(heart_mesh, dt=0.1)
+    a, b = ecgi_jax.solve(Y, A, heart=in_ms, **kw), ecgi_jax.solve(Y, A, heart=in_ap, **kw)
+    np.testing.assert_allclose(np.asarray(a.potentials), np.asarray(b.potentials), atol=1e-5)
+    at_ms, at_ap = np.asarray(a.diagnostics["activation_times"]), np.asarray(b.diagnostics["activation_times"])
+    np.testing.assert_allclose(at_ms, DEFAULT_MS_PER_AP * at_ap, rtol=1e-6)
+    assert a.diagnostics["time_unit"] == "ms" and "time_unit" not in b.diagnostics
+    assert np.abs(at_ms - tau_ms).mean() < 1.0  # the fit itself, in ms (measured: 0.33)
+    batch = ecgi_jax.solve_batch(np.stack([Y, Y]), A, heart=in_ms, **kw)
+    np.testing.assert_allclose(np.asarray(batch[1].diagnostics["activation_times"]), at_ms, rtol=1e-4, atol=1e-3)
+
+
+def test_the_default_time_scale_agrees_with_the_models_apd_and_cv():
+    # The reference model's APD50 is 25 AP units and its CV 5.1 mm per AP unit (cable, 0.25 mm):
+    # a human ventricle's ~250 ms and ~0.5 mm/ms both give ~10 ms per AP unit.
+    from_apd = ep.time_scale(apd50=250.0)
+    from_cv = ep.time_scale(conduction_velocity=0.5)
+    assert from_apd == pytest.approx(10.0, rel=0.02)
+    assert from_cv == pytest.approx(10.0, rel=0.05)
+    assert DEFAULT_MS_PER_AP == pytest.approx(from_apd, rel=0.05) == pytest.approx(from_cv, rel=0.05)
+    # A slower tissue (smaller D) reads a shorter AP time unit from the same measured CV.
+    assert ep.time_scale(conduction_velocity=0.5, ap_params=ep.APParams(D=2.5)) == pytest.approx(from_cv / 2, rel=0.1)
+    with pytest.raises(ValueError, match="exactly one of apd50"):
+        ep.time_scale(apd50=250.0, conduction_velocity=0.5)
+    with pytest.raises(ValueError, match="apd50 must be a positive number"):
+        ep.time_scale(apd50=-1.0)
