@@ -17,7 +17,10 @@ import scipy.sparse as sp
 
 from .geometry import Mesh, load_mat, reorient_outward
 
-__all__ = ["PDLData", "load_pdl", "UtahSock490", "load_utah_sock490", "UtahSockTank1997", "load_utah_sock_tank_1997"]
+__all__ = [
+    "PDLData", "load_pdl", "UtahSock490", "load_utah_sock490", "UtahSockTank1997", "load_utah_sock_tank_1997",
+    "ECGSimNormalMale", "load_ecgsim_normal_male",
+]
 
 
 def _dir(path) -> Path:
@@ -167,4 +170,40 @@ def load_utah_sock_tank_1997(path) -> UtahSockTank1997:
         tank=reorient_outward(_mesh(v("tank_pts"), v("tank_tri"), f, "tank")),
         transfer_scirun=v("A_tank_from_sock"),
         sock_potentials=v("epi_pot"),
+    )
+
+
+class ECGSimNormalMale(NamedTuple):
+    """ECGSim's "normal male" ventricles and thorax with a known activation map (van Oosterom &
+    Oostendorp 2004), as shipped with the SCIRun Forward/Inverse Toolkit.
+
+    The source model is the equivalent double layer: ``bsp = transfer · TMP`` with the
+    transmembrane potentials (mV) at the closed ventricular surface's nodes, WCT-referenced (the
+    matrix's rows sum to ~0). Units as shipped: **metres** for both meshes (give
+    ``length_unit="m"`` to :meth:`~ecgi_jax.operators.HeartModel.from_mesh`), mV, 1 ms samples.
+    """
+
+    heart: Mesh  # (257 nodes) closed epi + endo surface, metres, outward normals
+    thorax: Mesh  # (300 nodes) the leads are its nodes, metres
+    transfer: np.ndarray  # (300, 257) EDL transfer matrix (mV of body potential per mV of TMP)
+    bsp: np.ndarray  # (300, 1000) body-surface potentials simulated from activation_times, mV, 1 ms
+    activation_times: np.ndarray  # (257,) ms, the truth of bsp ("depol")
+    tmp_parameters: dict  # ECGSim's default TMP-shape parameters per node ("user_*": dep, rep, ampl, rest, slopes)
+
+
+def load_ecgsim_normal_male(path) -> ECGSimNormalMale:
+    """Load ``npz/ecgsim_normal_male.npz`` from the ``fwdinvtoolkit`` directory."""
+    f = _dir(path) / "npz" / "ecgsim_normal_male.npz"
+    z = _npz(f)
+    heart = reorient_outward(_mesh(_var(z, "heart_pts", f, (None, 3)), _var(z, "heart_tri", f, (None, 3)), f, "heart"))
+    thorax = reorient_outward(_mesh(_var(z, "thorax_pts", f, (None, 3)), _var(z, "thorax_tri", f, (None, 3)), f, "thorax"))
+    n, m = heart.n_vertices, thorax.n_vertices
+    params = ("dep", "rep", "ampl", "rest", "depslope", "platslope", "repslope")
+    return ECGSimNormalMale(
+        heart=heart,
+        thorax=thorax,
+        transfer=np.asarray(_var(z, "A_act", f, (m, n)), np.float64),
+        bsp=np.asarray(_var(z, "bsp", f, (m, None)), np.float64),
+        activation_times=np.asarray(_var(z, "depol", f, (n,)), np.float64),
+        tmp_parameters={k: np.asarray(_var(z, f"user_{k}", f, (n,)), np.float64) for k in params},
     )

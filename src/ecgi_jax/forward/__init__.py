@@ -1,4 +1,5 @@
-"""Forward model: heart-surface potentials -> body-surface potentials, and measurement noise."""
+"""Forward model: heart-surface potentials -> body-surface potentials, the observation model
+(gain and offsets of the recordings) and measurement noise."""
 
 from ._bem import (
     bem_blocks,
@@ -11,8 +12,26 @@ from ._bem import (
 )
 from ._mfs import mfs_sources, mfs_transfer_matrix
 from ._noise import add_noise, add_noise_snr
+from ._observation import (
+    OBSERVATIONS,
+    Observation,
+    check_observation,
+    fit_observation,
+    misfit_scale,
+    observed_residual,
+    project_gain_offset,
+    relative_misfit,
+)
 
 __all__ = [
+    "OBSERVATIONS",
+    "Observation",
+    "check_observation",
+    "fit_observation",
+    "project_gain_offset",
+    "observed_residual",
+    "relative_misfit",
+    "misfit_scale",
     "add_noise",
     "add_noise_snr",
     "transfer_matrix",

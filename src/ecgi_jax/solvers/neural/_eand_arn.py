@@ -19,11 +19,12 @@ import numpy as np
 from flax import nnx
 
 from ...ep import APParams
+from ...forward import check_observation
 from ...operators import SparseOperator, stencil
 from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
 from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
 from ._networks import ACTIVATIONS, AdaptiveResNet, FreeGrid, PDLNet
-from ._starts import recovery_from_potential, start_ap_params, start_solution
+from ._starts import observation_of, recovery_from_potential, start_ap_params, start_solution
 from ._train import GradNormBalance, TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
 
 __all__ = [
@@ -206,7 +207,7 @@ class EANDARNSetup(NamedTuple):
 def setup_eand_arn(
     Y, A, *, laplacian: SparseOperator, dt: float, vertices=None, adjacency=None,
     config: EANDARNConfig = EANDARNConfig(), train: TrainConfig = TrainConfig(),
-    ap_params: APParams = APParams(), key=None, start="auto",
+    ap_params: APParams = APParams(), key=None, start="auto", observation: str = "identity",
 ) -> EANDARNSetup:
     """Everything before training, for one problem: inputs, start solution, network initialisation
     and optimizer state. Arguments as :func:`eand_arn`."""
@@ -226,11 +227,18 @@ def setup_eand_arn(
     lap = laplacian.astype(dtype) if isinstance(laplacian, SparseOperator) else SparseOperator.from_scipy(laplacian, dtype)
     ap = jax.tree.map(lambda x: jnp.asarray(x, dtype), ap_params)
 
+    if check_observation(observation) != "identity" and (cfg.init == "random" or not isinstance(start, str)):
+        raise ValueError("observation='gain-offset' fits the gain and offsets to a physics start: use start 'auto', "
+                         "'pacing', 'shooting' or 'template' (not a given start or init='random').")
     info_start: dict = {"start": None}
     U0 = V0 = None
     if cfg.init != "random":
         if isinstance(start, str):
-            U0, V0, info_start = start_solution(start, Y, A, lap, dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params)
+            U0, V0, info_start = start_solution(
+                start, Y, A, lap, dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params, observation=observation
+            )
+            if observation != "identity":
+                Y = observation_of(info_start).normalize(Y)  # the data term in the model's units
             # A fitted start (shooting) comes with its model: the physics term uses that model.
             ap = jax.tree.map(lambda x: jnp.asarray(x, dtype), start_ap_params(ap_params, info_start))
         elif isinstance(start, tuple):
@@ -359,6 +367,7 @@ def eand_arn(
     truth=None,
     checkpoint_dir=None,
     checkpoint_every: int = 1,
+    observation: str = "identity",
 ) -> NeuralFit:
     """Fit EAND-ARN to one recording. See :func:`ecgi_jax.solve` (``method="eand-arn"``).
 
@@ -375,13 +384,16 @@ def eand_arn(
             ``config.init="random"``. With a shooting start the physics term uses the fitted
             ``D`` and ``a`` (``info["start_D"]``, ``["start_a"]``).
         truth: optional ground truth ``(n, t)``, only to log the relative error per chunk.
+        observation: ``"identity"`` (``Y = A u``) or ``"gain-offset"`` (``Y = g·A u + b``, fitted
+            to the physics start and then held: the network trains on ``(Y − b)/g``; see
+            :func:`start_solution`).
         checkpoint_dir, checkpoint_every: save the training state every ``checkpoint_every``
             chunks and resume from an existing checkpoint of the same run (see
             :func:`~ecgi_jax.solvers.neural.run_training`); ``None``: no checkpoints.
     """
     setup = setup_eand_arn(
         Y, A, laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, config=config, train=train,
-        ap_params=ap_params, key=key, start=start,
+        ap_params=ap_params, key=key, start=start, observation=observation,
     )
     problem, graphdef = setup.problem, setup.graphdef
     n_t, dtype = problem.Y.shape[1], problem.Y.dtype
@@ -438,6 +450,7 @@ def eand_arn_batch(
     place=None,
     checkpoint_dir=None,
     checkpoint_every: int = 1,
+    observation: str = "identity",
 ) -> list[NeuralFit]:
     """Fit EAND-ARN to ``B`` recordings at once: one ``jax.vmap``-ed training step over the stacked
     parameters, optimizer states and problems (see ``run_training(..., batched=True)``).
@@ -466,7 +479,7 @@ def eand_arn_batch(
     setups = [
         setup_eand_arn(
             y, a, laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, config=config, train=train,
-            ap_params=ap_params, key=k, start=s,
+            ap_params=ap_params, key=k, start=s, observation=observation,
         )
         for y, a, k, s in zip(Ys, As, keys, starts)
     ]

@@ -51,6 +51,7 @@ def _eand_arn_settings(o: dict):
     shared = dict(
         laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], adjacency=o["adjacency"],
         ap_params=o["ap_params"], checkpoint_dir=o["checkpoint_dir"], checkpoint_every=o["checkpoint_every"],
+        observation=o["observation"],
     )
     return cfg, train, shared
 
@@ -104,6 +105,7 @@ def solve_eand_arn(
     checkpoint_dir=None,
     checkpoint_every: int = 1,
     lbfgs_steps: int = _T.lbfgs_steps,
+    observation: str = "identity",
 ) -> Solution:
     """EAND-ARN (see :func:`~ecgi_jax.solvers.neural.eand_arn`). ``chunk``: optimizer steps per
     jitted call; ``checkpoint_dir``: save the training state every ``checkpoint_every`` chunks
@@ -116,7 +118,10 @@ def solve_eand_arn(
     100, 0 with ``learnable_weights``; 0 keeps ``weights`` fixed), the final weights in
     ``diagnostics["loss_weights"]``. ``steps`` is 500: off the inverse crime (Mitchell–Schaeffer
     truth, development cases only) the RE rose with every 100 steps from the template start, e.g.
-    0.1254 → 0.1276 after 500 → 0.1293 after 1000; half the steps halve that and the time."""
+    0.1254 → 0.1276 after 500 → 0.1293 after 1000; half the steps halve that and the time.
+    ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
+    ``A``, per-lead references); the gain and offsets are fitted to the physics start and reported
+    in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``."""
     o = dict(locals())
     options = _record_eand_arn(o)
     cfg, train, shared = _eand_arn_settings(o)

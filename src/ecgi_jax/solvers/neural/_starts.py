@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...ep import APParams, ap_rhs
+from ...forward import Observation, check_observation, fit_observation, relative_misfit
 from ...operators import SparseOperator, adjacency_from_sparse
 
-__all__ = ["STARTS", "start_solution", "template_start", "recovery_from_potential", "start_ap_params"]
+__all__ = ["STARTS", "start_solution", "template_start", "recovery_from_potential", "start_ap_params", "observation_of"]
 
 STARTS = ("auto", "pacing", "shooting", "template", "tikhonov")
 # The waveform-template start (chosen on development cases only, sites 50 / 300 with seeds 1 / 2 of
@@ -53,7 +54,8 @@ def recovery_from_potential(U, dt, ap_params: APParams = APParams(), substeps: i
     return jnp.concatenate([zero[:, None], vs.T], axis=1)
 
 def start_solution(
-    kind: str, Y, A, lap: SparseOperator, dt, *, vertices=None, adjacency=None, ap_params=APParams()
+    kind: str, Y, A, lap: SparseOperator, dt, *, vertices=None, adjacency=None, ap_params=APParams(),
+    observation: str = "identity",
 ):
     """A start ``(U0, V0, info)`` for EAND-ARN.
 
@@ -87,9 +89,18 @@ def start_solution(
 
     ``info["start"]`` names the start used, ``info["start_misfit"]`` its misfit and
     ``info["start_potentials"]`` its u ``(n, t)`` (to score the start against the trained fields).
+
+    ``observation="gain-offset"`` (physics starts only): every start is scored after its best gain
+    and per-lead offsets (:mod:`ecgi_jax.forward` observation model; the pacing search and
+    shooting project them out of every residual, the template fits the data mapped back by its
+    physics beat's, ``(Y − b)/g``); the chosen start's are in ``info["observation_gain"]`` /
+    ``["observation_offset"]`` (:func:`observation_of`).
     """
     if kind not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, an (n, t) array of u or a (U, V) pair; got {kind!r}.")
+    if check_observation(observation) != "identity" and kind == "tikhonov":
+        raise ValueError("observation='gain-offset' fits the gain and offsets to a physics start: use start 'auto', "
+                         "'pacing', 'shooting' or 'template', not 'tikhonov'.")
     if kind == "tikhonov":
         from .. import classical
 
@@ -108,15 +119,25 @@ def start_solution(
         # No coordinates: spread candidates evenly over the node numbering instead.
         search_vertices = np.zeros((A.shape[1], 3))
         search_vertices[:, 0] = np.arange(A.shape[1])
-    misfit = lambda U: float(jnp.sum((jnp.matmul(A, U, precision="highest") - Y) ** 2) / jnp.sum(Y**2))  # noqa: E731
-    found = pacing_search(Y, A, lap, vertices=search_vertices, adjacency=adjacency, dt=dt, ap_params=ap_params)
+    found = pacing_search(
+        Y, A, lap, vertices=search_vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, observation=observation
+    )
+
+    def misfit(U):
+        return float(relative_misfit(Y, jnp.matmul(A, U, precision="highest"), observation))
+
+    def observed(U):  # the gain and offsets of a start, for its info
+        return {} if observation == "identity" else fit_observation(Y, jnp.matmul(A, U, precision="highest"), observation).diagnostics()
+
     pacing = (found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset,
-                                 "start_misfit": misfit(found.U)})
+                                 "start_misfit": misfit(found.U), **observed(found.U)})
     if kind == "pacing" or vertices is None:
         return pacing
-    fit = shooting_fit(Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=found)
+    fit = shooting_fit(
+        Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=found, observation=observation
+    )
     shooting = (fit.U, fit.V, {
-        "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U),
+        "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U), **observed(fit.U),
         "start_D": np.asarray(fit.ap_params.D).tolist(), "start_a": float(fit.ap_params.a),
     })
     if kind == "shooting":
@@ -133,8 +154,9 @@ def start_solution(
         # both from the physics beat; the criterion charges a time per node, the waveform's knots
         # and, stretched, a stretch per node.
         beat, fits, L = best, {}, lap.todense()
+        Y_model = observation_of(beat[2]).normalize(Y) if observation != "identity" else Y  # the template fits A u
         for name, stretch in (("template", False), ("template-stretch", True)):
-            fits[name] = template_start(Y, A, L, dt, beat[0], stretch=stretch)
+            fits[name] = template_start(Y_model, A, L, dt, beat[0], stretch=stretch)
             misfits[name] = misfit(fits[name].U)
             aic[name] = n_obs * np.log(misfits[name]) + 2 * (A.shape[1] * (1 + stretch) + fits[name].waveform.shape[0])
         name = min(fits, key=aic.get)
@@ -143,7 +165,7 @@ def start_solution(
             best = (U_t, recovery_from_potential(U_t, dt, start_ap_params(ap_params, beat[2])), {
                 **beat[2], "start": "template", "template_from": beat[2]["start"],
                 "template_stretch": name == "template-stretch", "start_misfit": misfits[name],
-                "template_activation_times": np.asarray(fits[name].tau).tolist(),
+                "template_activation_times": np.asarray(fits[name].tau).tolist(), **observed(U_t),
             })
     gain = aic["pacing"] - min(aic.values())
     return best[0], best[1], {**best[2], "start_misfits": misfits, "start_aic_gain": float(gain)}
@@ -166,6 +188,13 @@ def template_start(Y, A, L, dt, U0, *, stretch: bool = False):
         jnp.asarray(TEMPLATE_LAM, Y.dtype), jnp.asarray(TEMPLATE_MU, Y.dtype), steps=TEMPLATE_STEPS, stretch=stretch,
         whiten=None if TEMPLATE_WHITEN is None else jnp.asarray(TEMPLATE_WHITEN, Y.dtype),
     )
+
+def observation_of(info: dict) -> Observation:
+    """The observation model a start was fitted with (the identity unless ``"gain-offset"``)."""
+    if "observation_gain" not in info:
+        return Observation()
+    return Observation(info["observation_gain"], np.asarray(info["observation_offset"]))
+
 
 def start_ap_params(ap_params: APParams, info: dict) -> APParams:
     """The AP parameters of the start's model: fitted ones for a shooting start, else nominal."""

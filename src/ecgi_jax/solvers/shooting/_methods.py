@@ -20,6 +20,7 @@ import numpy as np
 
 from ..._registry import Solution, get_method, register_method
 from ...ep import APParams
+from ...forward import misfit_scale
 from ._shooting import shooting_fit
 
 
@@ -53,6 +54,7 @@ def solve_ap_shooting(
     prior_sd=None,
     refine: int = 2,
     ap_params: APParams = APParams(),
+    observation: str = "identity",
 ) -> Solution:
     """Shooting through the Aliev–Panfilov simulator (see :func:`~ecgi_jax.solvers.shooting.shooting_fit`).
 
@@ -60,16 +62,21 @@ def solve_ap_shooting(
     ``names``, ``sigma2`` (residual variance), ``misfit`` (``‖Y − AU‖²/‖Y‖²``), ``pacing_node``
     (pacing site), ``pacing_onset``/``pacing_onset_std``, ``width``, ``D``/``D_std`` and ``a``/``a_std`` (delta method),
     ``iterations``/``converged`` of the best start, ``start_nodes``, ``start_misfits``.
+
+    ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
+    ``A``, per-lead references), the gain and offsets projected out of every residual (misfits are
+    over the leads' centred ``‖Y‖²``); the best beat's are ``observation_gain`` /
+    ``observation_offset``.
     """
     options = _recorded(locals())
     fit = shooting_fit(
         Y, A, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=start,
         n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, max_iter=max_iter, screen_iter=screen_iter, tol=tol, max_advance=max_advance,
-        n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine,
+        n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine, observation=observation,
     )
     names = list(fit.names)
     best = fit.best
-    y2 = float(np.sum(np.asarray(Y, np.float64) ** 2))
+    y2 = float(misfit_scale(Y, observation))
     diag = dict(
         names=names,
         parameters=dict(zip(names, fit.theta.tolist())),
@@ -89,6 +96,8 @@ def solve_ap_shooting(
         start_misfits=(np.asarray(fit.lm.cost, np.float64) / y2).tolist(),
         substeps=fit.config.substeps,
     )
+    if observation != "identity":
+        diag.update(fit.observation.diagnostics())
     # Delta method: D = D0·exp(η) → sd(D) ≈ D·sd(η); a = sigmoid(·) → sd(a) ≈ a(1 − a)·sd(η).
     if fit_D:
         diag["D_std"] = (np.asarray(fit.ap_params.D) * fit.std[names.index("log_D")]).tolist()

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...ep import APParams, integrate, simulate, stable_substeps
+from ...forward import Observation, check_observation, fit_observation, project_gain_offset
 from ...operators import SparseOperator, csr_adjacency
 
 __all__ = ["PacingSearch", "farthest_point_sample", "pacing_search"]
@@ -35,6 +36,8 @@ class PacingSearch(NamedTuple):
             best onset).
         onset: the pacing instant relative to sample 0 (``≤ 0``: the beat started before the
             recording; a multiple of ``dt``).
+        observation: the gain and offsets mapping the beat's ``A U`` to ``Y`` (the identity
+            unless the search ran with ``observation="gain-offset"``).
     """
 
     node: int
@@ -44,6 +47,7 @@ class PacingSearch(NamedTuple):
     visited: np.ndarray
     visited_misfit: np.ndarray
     onset: float = 0.0
+    observation: Observation = Observation()
 
 
 def farthest_point_sample(vertices, k: int) -> np.ndarray:
@@ -64,11 +68,12 @@ def farthest_point_sample(vertices, k: int) -> np.ndarray:
     return np.asarray(chosen, np.int64)
 
 
-@partial(jax.jit, static_argnames=("n_samples", "n_lead", "substeps", "batch_size"))
-def _misfits(nodes, laplacian, Y, A, params, dt, *, n_samples, n_lead, substeps, batch_size):
+@partial(jax.jit, static_argnames=("n_samples", "n_lead", "substeps", "batch_size", "observation"))
+def _misfits(nodes, laplacian, Y, A, params, dt, *, n_samples, n_lead, substeps, batch_size, observation):
     """``(misfit, lead)`` per node: the beat is simulated ``n_lead`` samples longer and compared
     with ``Y`` from every start sample ``lead ∈ [0, n_lead]`` (the pacing instant ``lead·dt``
-    before the first sample); the best lead is kept."""
+    before the first sample); the best lead is kept. With ``observation="gain-offset"`` every
+    window is compared after its best gain and per-lead offsets (variable projection)."""
     # Module-level jit with the operators as arguments: one compilation per (shape, batch) serves
     # every call and every search, instead of one per call of a closure.
     n = A.shape[1]
@@ -82,7 +87,11 @@ def _misfits(nodes, laplacian, Y, A, params, dt, *, n_samples, n_lead, substeps,
         AU = jnp.matmul(A, U, precision=jax.lax.Precision.HIGHEST)
         # A stimulus larger than one node (a patch, a different tissue) starts the wave sooner:
         # a single-node beat then matches the data only after a shift in time.
-        window = lambda j: jnp.mean((jax.lax.dynamic_slice_in_dim(AU, j, n_samples, axis=1) - Y) ** 2)  # noqa: E731
+        def window(j):
+            P = jax.lax.dynamic_slice_in_dim(AU, j, n_samples, axis=1)
+            r = project_gain_offset(Y, P)[0] if observation == "gain-offset" else P - Y
+            return jnp.mean(r**2)
+
         m = jax.lax.map(window, jnp.arange(n_lead + 1))
         return jnp.min(m) / y_var, jnp.argmin(m)
 
@@ -104,6 +113,7 @@ def pacing_search(
     substeps: int | None = None,
     max_advance: float = 5.0,
     candidates=None,
+    observation: str = "identity",
 ) -> PacingSearch:
     """Find the single pacing node (and onset) whose simulated beat best fits ``Y ≈ A U``.
 
@@ -124,10 +134,16 @@ def pacing_search(
             3.2 units early.)
         candidates: the nodes of the coarse pass (default: ``n_candidates`` farthest-point
             samples); e.g. ``[node]`` walks from ``node`` alone — a local search.
+        observation: ``"identity"`` (``Y = A U``, the data in the model's units) or
+            ``"gain-offset"`` (``Y = g·A U + b``: recordings in mV, a transfer matrix of another
+            scale or sign, leads with their own reference; :mod:`ecgi_jax.forward` observation
+            model): every beat is scored after its best gain and per-lead offsets, and the
+            chosen beat's are returned in ``observation``.
     """
     if not (np.isfinite(max_advance) and max_advance >= 0):
         raise ValueError(f"max_advance must be a finite number >= 0; got {max_advance!r}.")
     ap_params.validate()
+    check_observation(observation)
     Y = jnp.asarray(Y)
     A = jnp.asarray(A, Y.dtype)
     n = A.shape[1]
@@ -153,7 +169,7 @@ def pacing_search(
         padded = new + [new[0]] * (-k % batch_size)
         out = _misfits(
             jnp.asarray(padded), lap, Y, A, p, jnp.asarray(dt, Y.dtype), n_samples=Y.shape[1], n_lead=n_lead,
-            substeps=int(substeps), batch_size=batch_size,
+            substeps=int(substeps), batch_size=batch_size, observation=observation,
         )
         return np.asarray(out[0])[:k], np.asarray(out[1])[:k]
 
@@ -183,13 +199,14 @@ def pacing_search(
             f"the best single-site Aliev-Panfilov beat explains the body potentials worse than their mean "
             f"(misfit {seen[best]:.3g} of var(Y) >= 1). The physics-based methods expect Y = A u with u in "
             "[0, 1] (the model's units): data in mV with a baseline, a transfer matrix for another source "
-            "model or a sign flip look like this. Rescale Y (or A) and remove the baseline first.",
+            "model or a sign flip look like this. Rescale Y (or A) and remove the baseline first, or "
+            "fit a gain and per-lead offsets with observation='gain-offset'.",
             stacklevel=2,
         )
     u0 = jnp.zeros(n, Y.dtype).at[best].set(1.0)
     j, n_t = lead[best], Y.shape[1]
     U, V = simulate(laplacian, u0, ap_params=ap_params, dt=dt, n_samples=n_t + n_lead, substeps=substeps)
+    U, V = U[:, j : j + n_t], V[:, j : j + n_t]
+    obs = fit_observation(Y, jnp.matmul(A, U.astype(Y.dtype), precision="highest"), observation)
     visited = np.fromiter(seen.keys(), np.int64)
-    return PacingSearch(
-        best, seen[best], U[:, j : j + n_t], V[:, j : j + n_t], visited, np.fromiter(seen.values(), np.float64), -j * float(dt)
-    )
+    return PacingSearch(best, seen[best], U, V, visited, np.fromiter(seen.values(), np.float64), -j * float(dt), obs)

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...ep import APParams, activation_times, integrate, stable_substeps
+from ...forward import Observation, check_observation, fit_observation, misfit_scale, observed_residual
 from ...operators import SparseOperator, csr_adjacency
 from ._pacing import PacingSearch, pacing_search
 
@@ -81,6 +82,8 @@ class ShootingConfig:
         checkpoint: ``jax.checkpoint`` each sample interval of the time loop (reverse mode then
             stores one state per sample instead of every sub-step's intermediates).
         scheme: the simulator's time stepping (``"heun"`` or ``"euler"``).
+        observation: ``"identity"`` (``Y = A·U``) or ``"gain-offset"`` (``Y = g·A·U + b``, ``g``
+            and ``b`` projected out of the residual in closed form: variable projection).
     """
 
     n_samples: int
@@ -90,6 +93,7 @@ class ShootingConfig:
     fit_a: bool = False
     checkpoint: bool = True
     scheme: str = "heun"
+    observation: str = "identity"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -199,9 +203,10 @@ def shoot(theta, problem: ShootingProblem, config: ShootingConfig):
 
 
 def residual(theta, problem: ShootingProblem, config: ShootingConfig):
-    """``vec(A·U(θ) − Y)`` ``(m·t,)``."""
+    """``vec(A·U(θ) − Y)`` ``(m·t,)`` (after the best gain and offsets with
+    ``config.observation="gain-offset"``)."""
     U, _ = shoot(theta, problem, config)
-    return (jnp.matmul(problem.A, U, precision=_HI) - problem.Y).ravel()
+    return observed_residual(problem.Y, jnp.matmul(problem.A, U, precision=_HI), config.observation).ravel()
 
 
 def misfit(theta, problem: ShootingProblem, config: ShootingConfig):
@@ -333,7 +338,9 @@ class ShootingFit(NamedTuple):
             std: ``sqrt(diag(cov))``; sigma2: residual variance ``σ̂²``.
         ap_params: the fitted :class:`~ecgi_jax.ep.APParams`; node: heart node nearest the centre;
             onset, width: the fitted onset time and patch width.
-        misfit: ``‖Y − AU‖² / ‖Y‖²`` of the best start.
+        misfit: ``‖Y − AU‖² / ‖Y‖²`` of the best start (:func:`~ecgi_jax.forward.relative_misfit`: with
+            the gain and offsets over the leads' centred ``‖Y‖²``).
+        observation: the gain and offsets mapping ``A U`` to ``Y`` (the identity unless fitted).
         starts: ``(k, p)`` start parameters; start_nodes ``(k,)``; lm: the
             :class:`LMResult` of every start.
         config: the :class:`ShootingConfig`.
@@ -357,6 +364,7 @@ class ShootingFit(NamedTuple):
     lm: LMResult
     config: ShootingConfig
     best: int
+    observation: Observation = Observation()
 
 
 def parameter_bounds(vertices, spacing: float, config: ShootingConfig, dt: float):
@@ -441,6 +449,7 @@ def shooting_fit(
     substeps: int | None = None,
     prior_sd=None,
     refine: int = 2,
+    observation: str = "identity",
 ) -> ShootingFit:
     """Fit the beat parameters θ (module docstring) to ``Y ≈ A·U(θ)``; multi-start.
 
@@ -480,6 +489,11 @@ def shooting_fit(
             is kept if the misfit is lower. If the walk stays on the fitted node but LM stopped at
             ``max_iter`` rather than converging, LM continues from the best θ instead (only the
             best start pays for the extra iterations). ``0`` turns it off.
+        observation: ``"identity"`` (``Y ≈ A·U``) or ``"gain-offset"`` (``Y ≈ g·A·U + b``:
+            recordings in mV, a transfer matrix of another scale or sign, per-lead references).
+            The gain and per-lead offsets are projected out of every residual in closed form
+            (variable projection: the search, LM, its Jacobian and the Laplace covariance all
+            see the profiled residual), and the best beat's are returned in ``observation``.
 
     Returns:
         :class:`ShootingFit`.
@@ -519,6 +533,7 @@ def shooting_fit(
     config = ShootingConfig(
         n_samples=int(n_t), substeps=int(substeps), pad=int(math.ceil(max_advance / dt - 1e-9)), fit_D=bool(fit_D),
         fit_a=bool(fit_a), checkpoint=False,  # forward mode stores no trajectory: nothing to checkpoint
+        observation=check_observation(observation),
     )
     h = _spacing(verts, adjacency)
     lower, upper = parameter_bounds(verts, h, config, dt)
@@ -535,7 +550,7 @@ def shooting_fit(
             raise ValueError(f"start must be 'search', node indices, or a (U, V) reconstruction; got {start!r}.")
         ps = start if isinstance(start, PacingSearch) else pacing_search(
             Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=ap_params, n_candidates=n_candidates,
-            max_advance=max_advance,
+            max_advance=max_advance, observation=observation,
         )
         order = [ps.node] + [int(i) for i in ps.visited[np.argsort(ps.visited_misfit, kind="stable")]]
         nodes = _distinct(order, verts, n_starts, 3.0 * h)
@@ -592,7 +607,7 @@ def shooting_fit(
         node = _nearest(verts, theta[:3])
         walk = pacing_search(
             Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=_unpack(lm.theta[best], problem, config)[3],
-            max_advance=max_advance, candidates=[node], substeps=int(substeps),
+            max_advance=max_advance, candidates=[node], substeps=int(substeps), observation=observation,
         )
         if walk.node == node:
             if bool(lm.converged[best]):
@@ -612,8 +627,10 @@ def shooting_fit(
     th = np.asarray(theta, np.float64)
     return ShootingFit(
         U=U, V=V, theta=th, names=config.names, cov=cov, std=np.sqrt(np.diag(cov)), sigma2=sigma2, ap_params=fitted,
-        node=_nearest(verts, th[:3]), onset=float(onset), width=float(width), misfit=float(lm.cost[best] / jnp.sum(Y**2)),
+        node=_nearest(verts, th[:3]), onset=float(onset), width=float(width),
+        misfit=float(lm.cost[best] / misfit_scale(Y, observation)),
         starts=theta0, start_nodes=np.asarray(nodes), lm=lm, config=config, best=best,
+        observation=fit_observation(Y, jnp.matmul(A, U, precision=_HI), observation),
     )
 
 
