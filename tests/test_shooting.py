@@ -267,23 +267,27 @@ def test_gain_offset_projection_of_a_hand_made_case():
     rng = np.random.default_rng(3)
     P = jnp.asarray(rng.normal(size=(6, 20)))
     b = jnp.asarray(rng.normal(size=6))
-    r, g, off = project_gain_offset(-2.5 * P + b[:, None], P)
-    np.testing.assert_allclose(float(g), -2.5, rtol=1e-5)
+    r, g, off = project_gain_offset(2.5 * P + b[:, None], P)
+    np.testing.assert_allclose(float(g), 2.5, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(off), np.asarray(b), atol=1e-5)
     assert float(jnp.max(jnp.abs(r))) < 1e-5
-    obs = fit_observation(-2.5 * P + b[:, None], P, "gain-offset")
-    np.testing.assert_allclose(np.asarray(obs.normalize(-2.5 * P + b[:, None])), np.asarray(P), atol=1e-5)
-    # A beat constant over the window explains nothing: gain 0, the data centred.
-    r, g, _ = project_gain_offset(P, jnp.ones_like(P))
-    assert float(g) == 0.0
-    np.testing.assert_allclose(np.asarray(r), np.asarray(P - P.mean(axis=1, keepdims=True)), atol=1e-6)
+    obs = fit_observation(2.5 * P + b[:, None], P, "gain-offset")
+    np.testing.assert_allclose(np.asarray(obs.normalize(2.5 * P + b[:, None])), np.asarray(P), atol=1e-5)
+    # A beat constant over the window, or of the opposite sign, explains nothing: gain 0, the data
+    # centred (a free sign would take the complement 1 - u of a beat through a zero-row-sum A).
+    for Q in (jnp.ones_like(P), -P):
+        r, g, _ = project_gain_offset(P, Q)
+        assert float(g) == 0.0
+        np.testing.assert_allclose(np.asarray(r), np.asarray(P - P.mean(axis=1, keepdims=True)), atol=1e-6)
+    with pytest.raises(ValueError, match="no positive gain"):
+        fit_observation(P, -P, "gain-offset")
     assert fit_observation(P, P, "identity") == Observation()
     with pytest.raises(ValueError, match="observation must be one of"):
         fit_observation(P, P, "gain")
 
 
 def test_gain_offset_observation_finds_the_beat_in_mV(sphere):
-    """Recordings g·A u + b (gain -37, sign flipped, per-lead offsets ~ -85): with
+    """Recordings g·A u + b (gain 37, per-lead offsets ~ -85): with
     observation='gain-offset' the pacing search and shooting are equivariant (the same node, the
     same beat as on the model-unit data, the gain and offsets carried through); without it, the
     search warns."""
@@ -293,13 +297,13 @@ def test_gain_offset_observation_finds_the_beat_in_mV(sphere):
     mesh, lap, A, U, Y = sphere
     Yn = _noisy(Y, 0.05)
     b = jnp.asarray(np.random.default_rng(1).normal(-85.0, 5.0, Y.shape[0]), Yn.dtype)
-    Y_mv = -37.0 * Yn + b[:, None]
+    Y_mv = 37.0 * Yn + b[:, None]
     kw = dict(vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8)
     on_model = pacing_search(Yn, A, lap, observation="gain-offset", **kw)
     on_mv = pacing_search(Y_mv, A, lap, observation="gain-offset", **kw)
     assert on_mv.node == on_model.node and on_mv.onset == on_model.onset
-    np.testing.assert_allclose(on_mv.observation.gain, -37.0 * on_model.observation.gain, rtol=1e-4)
-    np.testing.assert_allclose(on_mv.observation.offset, -37.0 * on_model.observation.offset + np.asarray(b), rtol=1e-4)
+    np.testing.assert_allclose(on_mv.observation.gain, 37.0 * on_model.observation.gain, rtol=1e-4)
+    np.testing.assert_allclose(on_mv.observation.offset, 37.0 * on_model.observation.offset + np.asarray(b), rtol=1e-4)
     with pytest.warns(UserWarning, match="observation='gain-offset'"):
         pacing_search(Y_mv, A, lap, **kw)
 
@@ -309,8 +313,8 @@ def test_gain_offset_observation_finds_the_beat_in_mV(sphere):
     d = shot.diagnostics
     assert d["pacing_node"] == NODE and abs(d["pacing_onset"] - ONSET) < 0.1
     np.testing.assert_allclose(np.asarray(shot.U), np.asarray(same.U), atol=1e-4)
-    np.testing.assert_allclose(d["observation_gain"], -37.0 * same.diagnostics["observation_gain"], rtol=1e-4)
-    np.testing.assert_allclose(d["observation_gain"], -37.0, rtol=0.02)  # measured: -36.8
+    np.testing.assert_allclose(d["observation_gain"], 37.0 * same.diagnostics["observation_gain"], rtol=1e-4)
+    np.testing.assert_allclose(d["observation_gain"], 37.0, rtol=0.02)  # measured: 36.8
     assert d["observation_gain"] == fit_observation(Y_mv, A @ shot.U, "gain-offset").gain
     # Unknown offsets cost information: the leads' means in time no longer constrain D on this
     # 40-sample window (measured RE 0.22, D 10.45; 0.002 and 9.93 with the data in model units).

@@ -87,3 +87,46 @@ def test_the_default_time_scale_agrees_with_the_models_apd_and_cv():
         ep.time_scale(apd50=250.0, conduction_velocity=0.5)
     with pytest.raises(ValueError, match="apd50 must be a positive number"):
         ep.time_scale(apd50=-1.0)
+
+
+def _write_ecgsim_like(folder, n_t=30):
+    """A small file in the layout of fwdinvtoolkit's npz/ecgsim_normal_male.npz (metres, mV)."""
+    heart, thorax = geometry.icosphere(2, 0.04), geometry.icosphere(1, 0.15)
+    A = np.random.default_rng(0).normal(size=(thorax.n_vertices, heart.n_vertices))
+    A -= A.mean(axis=1, keepdims=True)  # rows sum to 0, as an EDL matrix's
+    z = dict(heart_pts=heart.vertices, heart_tri=heart.triangles, thorax_pts=thorax.vertices, thorax_tri=thorax.triangles,
+             A_act=A, bsp=np.zeros((thorax.n_vertices, n_t)), depol=np.linspace(5.0, 90.0, heart.n_vertices))
+    z.update({f"user_{k}": np.ones(heart.n_vertices) for k in ("dep", "rep", "ampl", "rest", "depslope", "platslope", "repslope")})
+    (folder / "npz").mkdir()
+    np.savez(folder / "npz" / "ecgsim_normal_male.npz", **z)
+    return z
+
+
+def test_the_ecgsim_loader_reads_its_layout_and_names_what_is_wrong(tmp_path):
+    from ecgi_jax.datasets import load_ecgsim_normal_male
+
+    z = _write_ecgsim_like(tmp_path)
+    d = load_ecgsim_normal_male(tmp_path)
+    assert d.heart.is_outward and d.thorax.n_vertices == z["A_act"].shape[0]
+    np.testing.assert_array_equal(d.transfer, z["A_act"])
+    np.testing.assert_array_equal(d.activation_times, z["depol"])
+    assert set(d.tmp_parameters) == {"dep", "rep", "ampl", "rest", "depslope", "platslope", "repslope"}
+    HeartModel.from_mesh(d.heart, length_unit="m")  # metres, as shipped
+    del z["depol"]
+    np.savez(tmp_path / "npz" / "ecgsim_normal_male.npz", **z)
+    with pytest.raises(ValueError, match="no variable 'depol'"):
+        load_ecgsim_normal_male(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_ecgsim_normal_male(tmp_path / "absent")
+
+
+def test_the_shipped_ecgsim_case_is_in_metres_with_an_edl_matrix(fwdinv_dir):
+    from ecgi_jax.datasets import load_ecgsim_normal_male
+
+    d = load_ecgsim_normal_male(fwdinv_dir)
+    assert d.transfer.shape == (300, 257) and d.bsp.shape == (300, 1000)
+    assert np.abs(d.transfer.sum(axis=1)).max() < 1e-4 * np.abs(d.transfer).max()  # EDL, WCT-referenced
+    with pytest.raises(ValueError, match="length_unit='m'"):
+        HeartModel.from_mesh(d.heart)
+    heart = HeartModel.from_mesh(d.heart, dt=1.0, length_unit="m", time_unit="ms")
+    assert 5.0 < d.heart.mean_edge_length * 1000 < 30.0 and heart.dt == pytest.approx(0.1)

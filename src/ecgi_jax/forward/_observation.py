@@ -3,10 +3,16 @@
 The physics-based methods reconstruct a normalised transmembrane potential ``u`` (rest 0, peak 1).
 Recordings are in mV, from a transfer matrix whose scale depends on the tissue's conductivity and
 the TMP's amplitude, referenced to a terminal of their own: ``Y ≈ g·A·u + b·1ᵀ`` with an unknown
-gain ``g`` (its sign too) and a per-lead offset ``b``. Given ``A·u`` both come in closed form
-(variable projection): centring every lead in time removes ``b``, and ``g`` is then a scalar
-least-squares fit. One function, :func:`project_gain_offset`, serves the pacing search's misfit
-(traced, per candidate beat) and the fit of the chosen beat.
+gain ``g > 0`` and a per-lead offset ``b``. Given ``A·u`` both come in closed form (variable
+projection): centring every lead in time removes ``b``, and ``g`` is then a scalar least-squares
+fit. One function, :func:`project_gain_offset`, serves the pacing search's misfit (traced, per
+candidate beat), shooting's residual and the fit of the chosen beat.
+
+The gain is not allowed to change sign. With a transfer matrix whose rows sum to zero (an
+equivalent-double-layer matrix, any mean-referenced one) ``A·(1 − u) = −A·u``: a free sign cannot
+tell a beat from its complement, and on ECGSim's normal male the fit took the complement (gain
+−1.5, activation times anti-correlated with the truth). A sign-flipped ``A`` is a convention to
+fix at the source; the pacing search warns when no beat explains the data.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 
 __all__ = ["OBSERVATIONS", "Observation", "project_gain_offset", "observed_residual", "relative_misfit", "misfit_scale", "fit_observation", "check_observation"]
 
-#: ``"identity"``: ``Y = A·u`` (the data in the model's units); ``"gain-offset"``: ``Y = g·A·u + b``.
+#: ``"identity"``: ``Y = A·u`` (the data in the model's units); ``"gain-offset"``: ``Y = g·A·u + b``, ``g > 0``.
 OBSERVATIONS = ("identity", "gain-offset")
 
 
@@ -41,15 +47,17 @@ class Observation(NamedTuple):
 
 
 def project_gain_offset(Y, P):
-    """``(residual, gain, offset)`` of the best ``Y ≈ gain·P + offset[:, None]`` (traceable).
+    """``(residual, gain, offset)`` of the best ``Y ≈ gain·P + offset[:, None]`` with ``gain ≥ 0``
+    (traceable).
 
     ``P`` ``(m, t)``: the model's body potentials ``A·u``. A ``P`` constant in time (no beat in
-    the window) explains nothing: gain 0, the residual is ``Y`` centred.
+    the window) or anti-correlated with the data explains nothing: gain 0, the residual is ``Y``
+    centred.
     """
     y_mean, p_mean = jnp.mean(Y, axis=1), jnp.mean(P, axis=1)
     Yc, Pc = Y - y_mean[:, None], P - p_mean[:, None]
     pp = jnp.sum(Pc * Pc)
-    gain = jnp.where(pp > 0, jnp.sum(Yc * Pc) / jnp.where(pp > 0, pp, 1.0), 0.0)
+    gain = jnp.maximum(jnp.where(pp > 0, jnp.sum(Yc * Pc) / jnp.where(pp > 0, pp, 1.0), 0.0), 0.0)
     return Yc - gain * Pc, gain, y_mean - gain * p_mean
 
 
@@ -83,8 +91,11 @@ def fit_observation(Y, P, kind: str) -> Observation:
     if kind == "identity":
         return Observation()
     _, gain, offset = project_gain_offset(jnp.asarray(Y), jnp.asarray(P, jnp.asarray(Y).dtype))
-    if not float(gain) > 0 and not float(gain) < 0:
-        raise ValueError("the beat's body potentials are constant over the window: no gain can map them to the data.")
+    if not float(gain) > 0:
+        raise ValueError(
+            "no positive gain maps the beat's body potentials to the data (constant over the window, or "
+            "anti-correlated: a transfer matrix of the opposite sign convention?)."
+        )
     return Observation(float(gain), np.asarray(offset, np.float64))
 
 
