@@ -102,18 +102,43 @@ def test_solve_validation_errors():
         solve(Y, A, method="tikhonov-0", lambda_rule="magic")
 
 
-def test_tikhonov2_refuses_an_undetermined_constant_component():
-    """Zero-mean-reference A (A·1 = 0) with a Laplacian (L·1 = 0): a clear error, not garbage."""
-    from ecgi_jax import forward, geometry, operators
+def test_an_undetermined_constant_component_takes_the_zero_mean_solution():
+    """Zero-mean-reference A (A·1 = 0) with a Laplacian (L·1 = 0): Tikhonov-2, greensite and
+    spatiotemporal return the zero-spatial-mean member of the solution family, which equals the
+    problem solved in the complement of the constants (a reference implementation); batch = loop;
+    the sparse penalties, whose groups the pinning row would join, refuse it with the reason."""
+    from ecgi_jax import forward, geometry, operators, solve_batch
 
     heart, torso = geometry.icosphere(1).scaled(30.0), geometry.icosphere(1).scaled(90.0)
+    n = heart.n_vertices
     lap = operators.huiskamp_laplacian(heart.vertices, heart.adjacency)
     A = forward.transfer_matrix(heart, torso)
-    Y = A @ np.random.default_rng(0).normal(size=(heart.n_vertices, 3))
-    with pytest.raises(ValueError, match="constant"):
-        solve(Y, A, method="tikhonov-2", laplacian=lap)
+    assert np.abs(A.sum(axis=1)).max() < 1e-8 * np.abs(A).max()
+    rng = np.random.default_rng(0)
+    Y = A @ rng.normal(size=(n, 3))
+    Y += 0.01 * Y.std() * rng.normal(size=Y.shape)
+    lam = 0.05
+    sol = solve(Y, A, method="tikhonov-2", laplacian=lap, lam=lam)
+    assert sol.diagnostics["constant_mode"] == "zero-mean"
+    L = np.asarray(lap.todense(), np.float64)
+    Q = np.linalg.svd(np.eye(n) - 1.0 / n)[0][:, : n - 1]  # orthonormal basis of 1-perp
+    z = np.linalg.solve(Q.T @ (A.T @ A + lam * L.T @ L) @ Q, Q.T @ A.T @ Y)  # lam weighs the squared seminorm
+    np.testing.assert_allclose(np.asarray(sol.U), Q @ z, atol=2e-3 * np.abs(Q @ z).max())
+    np.testing.assert_allclose(np.asarray(sol.U).mean(axis=0), 0.0, atol=1e-4 * np.abs(Q @ z).max())
+    gcv = solve(Y, A, method="tikhonov-2", laplacian=lap)  # a lambda rule on the pinned problem
+    assert np.all(np.isfinite(np.asarray(gcv.U))) and abs(float(np.asarray(gcv.U).mean())) < 1e-4
+    batch = solve_batch(np.stack([Y, Y]), A, method="tikhonov-2", laplacian=lap)
+    np.testing.assert_allclose(np.asarray(batch[1].U), np.asarray(gcv.U), rtol=1e-4, atol=1e-5)
+    assert batch[0].diagnostics["constant_mode"] == "zero-mean"
+    for method in ("greensite", "spatiotemporal"):
+        other = solve(Y, A, method=method, laplacian=lap)
+        assert other.diagnostics["constant_mode"] == "zero-mean"
+        assert np.abs(np.asarray(other.U).mean(axis=0)).max() < 1e-3 * np.abs(np.asarray(other.U)).max()
+    with pytest.raises(ValueError, match="constant component is undetermined"):
+        solve(Y, A, method="lp-lq", order=2, laplacian=lap)
     A_ref = forward.transfer_matrix(heart, torso, reference="none")
-    assert np.all(np.isfinite(solve(A_ref @ np.ones((heart.n_vertices, 2)), A_ref, method="tikhonov-2", laplacian=lap).potentials))
+    ref = solve(A_ref @ np.ones((n, 2)), A_ref, method="tikhonov-2", laplacian=lap)
+    assert np.all(np.isfinite(ref.potentials)) and "constant_mode" not in ref.diagnostics
 
 
 def test_spatiotemporal_lam_t_alone_is_used_and_a_value_with_its_grid_is_refused():

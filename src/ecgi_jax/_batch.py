@@ -189,13 +189,20 @@ def _batch_classical(name, kind, order):
         elif rule not in classical.RULES:
             raise ValueError(f"unknown lambda_rule {rule!r}; valid rules: {', '.join(classical.RULES)}.")
 
-        R = None
+        R, constant_pinned = None, False
         if kind == "tikhonov" and order:
             R = classical.spatial_operator(
                 order, n, o.get("laplacian"), o.get("gradient"), o.get("vertices"), o.get("adjacency")
             )
-            for a in [A] if shared else A:  # host-side check, once per distinct A
-                classical.check_constant_mode(a, R, "the regularization operator")
+            # Host-side, once per distinct A: the zero-mean convention of solve where A and R leave
+            # the constant undetermined (it must then hold for every A of the batch: one R is shared).
+            pinned = [classical.pin_constant_mode(a, R) for a in ([A] if shared else A)]
+            if len({p for _, p in pinned}) > 1:
+                raise ValueError(
+                    "the constant component is undetermined for some transfer matrices of the batch (A·1 = 0) and "
+                    "not for others: batch problems of one reference convention, or solve them one by one."
+                )
+            R, constant_pinned = pinned[0]
             R = R.astype(dtype) if isinstance(R, SparseOperator) else classical.as_matrix(R, dtype)
         truth = o["truth"]
         if truth is not None and rule is not None:
@@ -227,7 +234,10 @@ def _batch_classical(name, kind, order):
             diag = _classical_diagnostics(out, b, kind, rule, fixed, noise_given)
             if kind == "tikhonov":
                 diag["order"] = order
-            sols.append(Solution(X[b], name, diag, {}))
+            X_b = X[b]
+            if constant_pinned:
+                X_b, diag["constant_mode"] = classical.zero_mean(X_b), "zero-mean"
+            sols.append(Solution(X_b, name, diag, {}))
         return sols
 
     return run

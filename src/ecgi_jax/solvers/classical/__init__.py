@@ -54,7 +54,7 @@ from ._tikhonov import (
 )
 
 __all__ = [
-    "spatial_operator", "check_constant_mode", "check_tsvd_rank",
+    "spatial_operator", "pin_constant_mode", "zero_mean", "check_tsvd_rank",
     "TikhonovFactor", "RegularizationPath", "factorize", "default_lambdas", "as_matrix",
     "tikhonov", "tikhonov_from_factor", "tikhonov_path", "tsvd", "tsvd_path",
     "SpatiotemporalPath", "temporal_operator", "spatiotemporal", "spatiotemporal_path",
@@ -67,4 +67,4 @@ __all__ = [
     "GreensiteResult", "temporal_components", "greensite_rank", "greensite",
 ]
 
-from ._methods import check_constant_mode, check_tsvd_rank, spatial_operator  # noqa: E402  (registers the classical methods; needs the kernels above)
+from ._methods import check_tsvd_rank, pin_constant_mode, spatial_operator, zero_mean  # noqa: E402  (registers the classical methods; needs the kernels above)

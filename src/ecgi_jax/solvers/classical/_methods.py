@@ -41,7 +41,7 @@ from ._sparse_reg import admm_l1, lp_lq, lp_lq_objective, lp_lq_weight, normal_f
 from ._spatiotemporal import select_spatiotemporal, spatiotemporal, spatiotemporal_path, temporal_operator
 from ._tikhonov import as_matrix, factorize, tikhonov_from_factor, tikhonov_path, tsvd_path
 
-__all__ = ["spatial_operator", "check_constant_mode", "check_tsvd_rank"]
+__all__ = ["spatial_operator", "pin_constant_mode", "zero_mean", "check_tsvd_rank"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,14 +136,23 @@ def _column_components(R, n):
     return connected_components(graph, directed=False)
 
 
-def check_constant_mode(A, R, name):
-    """Refuse a Tikhonov problem whose solution is not unique: A and R both annihilate a
-    piecewise-constant potential (constant on each connected part of R's node graph).
+def pin_constant_mode(A, R, name="the regularization operator"):
+    """``(R, pinned)``: the penalty ``R``, with the constant mode pinned where neither the data nor
+    ``R`` determine it.
 
-    This covers the common case (zero-mean-reference A with A·1 = 0 and a Laplacian with L·1 = 0)
-    and its generalization to penalties on disconnected meshes (one constant per part) and to
-    nodes no row of R touches. Cost: a sparse connected-components pass and an ``(M, k)`` SVD
-    for ``k`` components. It does not look for other (non piecewise-constant) common null vectors.
+    A zero-row-sum ``A`` (an equivalent-double-layer matrix, mean- or WCT-referenced leads:
+    ``A·1 = 0``) and a penalty with ``R·1 = 0`` (Laplacian, gradient) leave the spatial mean of the
+    potentials at every instant undetermined. The convention: the solution takes the member of the
+    family with **zero spatial mean** (its minimum-norm member), by appending the row ``1ᵀ/√n``
+    (scaled to ``R``'s rows) to the penalty; the data term cannot see that direction and ``R``
+    does not touch it, so every other component is unchanged. The methods then remove the
+    round-off left in that direction (:func:`zero_mean`; at a tiny λ it is amplified by 1/λ).
+    ``pinned`` says whether it was applied (methods report ``diagnostics["constant_mode"]``).
+
+    A penalty that splits the nodes into disconnected parts (one constant per part) with constants
+    that ``A`` cannot tell apart is refused instead: that is a mesh defect, and which constant
+    belongs where is not a convention. Cost: a sparse connected-components pass and an ``(M, k)``
+    SVD for ``k`` components; other (non piecewise-constant) common null vectors are not sought.
     """
     n = A.shape[1]
     a = np.asarray(A, np.float64)
@@ -157,16 +166,12 @@ def check_constant_mode(A, R, name):
     r_probe = np.linalg.norm(apply(probe))
     in_null = [j for j in range(n_parts) if np.linalg.norm(apply(basis[:, j])) <= tol * r_probe]
     if not in_null:
-        return
+        return R, False
     sv = np.linalg.svd(a @ basis[:, in_null], compute_uv=False)
     if sv.min() > tol * np.linalg.norm(a @ probe):
-        return
+        return R, False
     if n_parts == 1:
-        raise ValueError(
-            f"A maps constant heart potentials to zero (a zero-mean reference) and {name} annihilates "
-            "them too, so the constant component of the solution is undetermined. Build A with the "
-            "heart reference (forward.transfer_matrix(..., reference='none')), or use tikhonov-0."
-        )
+        return _with_mean_row(R, n, r_probe), True
     raise ValueError(
         f"{name} splits the {n} heart nodes into {n_parts} disconnected parts (sizes "
         f"{np.bincount(labels)[:8].tolist()}{'...' if n_parts > 8 else ''}) and is constant-blind on "
@@ -176,10 +181,28 @@ def check_constant_mode(A, R, name):
     )
 
 
+def zero_mean(X):
+    """``X`` with its spatial mean removed at every instant: the pinned problems' solutions have
+    none in exact arithmetic, and the data cannot see the round-off the solvers leave there."""
+    return X - jnp.mean(X, axis=0, keepdims=True)
+
+
+def _with_mean_row(R, n, scale):
+    """``R`` with the row ``scale·1ᵀ/√n`` appended (``scale``: the size of ``R`` on a unit vector)."""
+    row = np.full((1, n), scale / np.sqrt(n))
+    if isinstance(R, SparseOperator):
+        return SparseOperator.from_scipy(sp.vstack([R.to_scipy(), sp.csr_matrix(row)]).tocsr(), R.dtype)
+    if sp.issparse(R):
+        return sp.vstack([R, sp.csr_matrix(row)]).tocsr()
+    R = jnp.asarray(R)
+    return jnp.concatenate([R, jnp.asarray(row, R.dtype)], axis=0)
+
+
 def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R):
     n = A.shape[1]
+    pinned = False
     if R is not None:
-        check_constant_mode(A, R, "the regularization operator")
+        R, pinned = pin_constant_mode(A, R)
     if truth is not None:
         truth = finite_array(truth, "truth")
         if truth.shape != (n, Y.shape[1]):
@@ -200,6 +223,8 @@ def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth
         cv = crossval(Y, A, R, path.lambdas) if lambda_rule == "cv" else None  # 5 random lead folds
         X, diag = _run_path(Y, factor, path, lam, lambda_rule, noise_std, tau, truth, "tikhonov", cv)
     diag["order"] = order
+    if pinned:
+        X, diag["constant_mode"] = zero_mean(X), "zero-mean"
     return Solution(X, f"tikhonov-{order}", diag, {})
 
 
@@ -250,6 +275,9 @@ def _spatiotemporal(
 ):
     n, n_t = A.shape[1], Y.shape[1]
     R = spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
+    pinned = False
+    if R is not None:
+        R, pinned = pin_constant_mode(A, R)
     Rd = as_matrix(R, A.dtype)
     D = temporal_operator(n_t, dt) if temporal is None else finite_array(temporal, "temporal")
     if truth is not None:
@@ -302,6 +330,8 @@ def _spatiotemporal(
         if path.error is not None:
             diag["relative_errors"] = _np(path.error)
     diag["residual_norm"] = float(jnp.linalg.norm(A @ X - Y))
+    if pinned:
+        X, diag["constant_mode"] = zero_mean(X), "zero-mean"
     return Solution(X, "spatiotemporal", diag, {"dt": dt})
 
 
@@ -332,9 +362,18 @@ def _operator(R, dtype):
     return as_matrix(R, dtype)
 
 
-def _tikhonov_start(Y, A, R, order):
-    """``(λ_T, X_T)``: Tikhonov with operator ``R`` at its GCV λ (reuses the tikhonov-k code path,
-    including its check that the problem has a unique solution)."""
+def _tikhonov_start(Y, A, R, order, name):
+    """``(λ_T, X_T)``: Tikhonov with operator ``R`` at its GCV λ (reuses the tikhonov-k code path).
+
+    The sparse penalties are refused where ``A`` and ``R`` leave the constant undetermined: the
+    zero-mean row of :func:`pin_constant_mode` would join their L1 / Lq groups."""
+    if R is not None and pin_constant_mode(A, R)[1]:
+        raise ValueError(
+            f"A maps constant heart potentials to zero (a zero-mean reference or an EDL matrix) and {name}'s "
+            "operator annihilates them too, so the constant component is undetermined. Build A with the heart "
+            "reference (forward.transfer_matrix(..., reference='none')), or use tikhonov-1/2 or spatiotemporal, "
+            "which take the zero-mean solution."
+        )
     sol = _tikhonov_impl(order, Y, A, None, "gcv", None, None, 1.0, None, R)
     return sol.diagnostics["lam"], sol.potentials
 
@@ -365,7 +404,7 @@ def _admm_method(name, Y, A, R, order, lam, lam_scale, rho, max_iter, tol_abs, t
             f"(3 for a (3F, N) surface gradient: isotropic TV); got {group!r}."
         )
     group = int(group)
-    lam_t, X_t = _tikhonov_start(Y, A, R, order)
+    lam_t, X_t = _tikhonov_start(Y, A, R, order, name)
     Rop = _operator(R, A.dtype)
     diag: dict[str, Any] = {"lam_tikhonov": float(lam_t)}
     if lam is None:
@@ -471,7 +510,7 @@ def _lp_lq_method(
         _check_positive(name, v)
     _check_int("max_iter", max_iter, 1)
     R = spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
-    lam_t, X_t = _tikhonov_start(Y, A, R, order)
+    lam_t, X_t = _tikhonov_start(Y, A, R, order, "lp-lq")
     Rop = _operator(R, A.dtype)
     RX = X_t if Rop is None else Rop @ X_t
     eps_q = 0.05 * float(jnp.sqrt(jnp.mean(RX**2))) if eps_q is None else float(eps_q)
@@ -520,8 +559,9 @@ def _greensite_method(
     if lambda_rule == "oracle" and truth is None and lam is None:
         raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
     R = spatial_operator(order, A.shape[1], laplacian, gradient, vertices, adjacency)
+    pinned = False
     if R is not None:
-        check_constant_mode(A, R, "the regularization operator")
+        R, pinned = pin_constant_mode(A, R)
     Rop = _operator(R, A.dtype)
     factor = _factorize(A, Rop)
     s, _ = _temporal(Y)
@@ -553,7 +593,10 @@ def _greensite_method(
     )
     if lam is not None:
         diag["lam"] = float(lam)
-    return Solution(out.X, "greensite", diag, {})
+    X = out.X
+    if pinned:
+        X, diag["constant_mode"] = zero_mean(X), "zero-mean"
+    return Solution(X, "greensite", diag, {})
 
 
 register_method(
