@@ -130,3 +130,29 @@ def test_the_shipped_ecgsim_case_is_in_metres_with_an_edl_matrix(fwdinv_dir):
         HeartModel.from_mesh(d.heart)
     heart = HeartModel.from_mesh(d.heart, dt=1.0, length_unit="m", time_unit="ms")
     assert 5.0 < d.heart.mean_edge_length * 1000 < 30.0 and heart.dt == pytest.approx(0.1)
+
+
+def test_rereference_keeps_data_and_matrix_consistent():
+    from ecgi_jax.forward import rereference
+
+    rng = np.random.default_rng(2)
+    A, X = rng.normal(size=(6, 4)), rng.normal(size=(4, 5))
+    Y = A @ X
+    for reference in ("mean", 2, [0, 1, 5]):
+        A_ref, Y_ref = rereference(A, Y, reference=reference)
+        np.testing.assert_allclose(A_ref @ X, Y_ref, atol=1e-12)
+    # Hand-computed: Wilson's terminal from leads 0, 1, 5 is the mean of those rows.
+    A_wct, _ = rereference(A, Y, reference=[0, 1, 5])
+    np.testing.assert_allclose(A_wct, A - (A[0] + A[1] + A[5]) / 3.0)
+    assert np.abs(rereference(A, reference="mean").sum(axis=0)).max() < 1e-12  # leads average to 0
+    assert np.all(rereference(A, reference=2)[2] == 0.0)
+    # A potential-based matrix (A 1 = 1) loses the heart's level: A_ref 1 = 0.
+    P = rng.random((6, 4))
+    P /= P.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(rereference(P, reference=[0, 1]) @ np.ones(4), 0.0, atol=1e-12)
+    for bad, match in (("wct", "reference must be 'mean'"), ([1, 1], "distinct"), ([9], r"in \[0, 5\]"),
+                       ([True, False], "integer lead"), ([], "non-empty")):
+        with pytest.raises(ValueError, match=match):
+            rereference(A, reference=bad)
+    with pytest.raises(ValueError, match="m=6 leads"):
+        rereference(A, Y[:3])

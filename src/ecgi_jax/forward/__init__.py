@@ -12,6 +12,7 @@ from ._bem import (
 )
 from ._mfs import mfs_sources, mfs_transfer_matrix
 from ._noise import add_noise, add_noise_snr
+from ._reference import rereference
 from ._observation import (
     OBSERVATIONS,
     Observation,
@@ -24,6 +25,7 @@ from ._observation import (
 )
 
 __all__ = [
+    "rereference",
     "OBSERVATIONS",
     "Observation",
     "check_observation",
