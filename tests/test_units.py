@@ -156,3 +156,80 @@ def test_rereference_keeps_data_and_matrix_consistent():
             rereference(A, reference=bad)
     with pytest.raises(ValueError, match="m=6 leads"):
         rereference(A, Y[:3])
+
+
+def _kuhn_cube_tets(n=2, h=1000.0):
+    """A cube of n^3 cells of side h (µm), each split into 6 tetrahedra (Kuhn), some reversed."""
+    g = np.arange(n + 1) * h
+    pts = np.array([[x, y, z] for x in g for y in g for z in g])
+    node = lambda i, j, k: (i * (n + 1) + j) * (n + 1) + k  # noqa: E731
+    paths = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    tets = []
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                for p in paths:
+                    c, t = [0, 0, 0], [node(i, j, k)]
+                    for axis in p:
+                        c[axis] += 1
+                        t.append(node(i + c[0], j + c[1], k + c[2]))
+                    tets.append(t)
+    tets = np.array(tets)
+    tets[::3] = tets[::3][:, [1, 0, 2, 3]]  # the file's winding is not to be trusted
+    return pts, tets
+
+
+def _write_carp(folder, name, pts, cells, kind, tags=True):
+    (folder / f"{name}.pts").write_text(f"{len(pts)}\n" + "".join(f"{x} {y} {z}\n" for x, y, z in pts))
+    rows = [" ".join([kind, *map(str, c)] + ([str(i % 3)] if tags else [])) for i, c in enumerate(cells)]
+    (folder / f"{name}.elem").write_text(f"{len(cells)}\n" + "\n".join(rows) + "\n")
+
+
+def test_opencarp_tetrahedra_give_their_outward_boundary_in_micrometres(tmp_path):
+    pts, tets = _kuhn_cube_tets()
+    _write_carp(tmp_path, "cube", pts, tets, "Tt")
+    surf = geometry.load_opencarp(tmp_path / "cube")
+    m = surf.mesh
+    assert m.is_closed and m.is_outward and m.n_triangles == 6 * 4 * 2  # 6 faces x 4 squares x 2
+    np.testing.assert_allclose(m.signed_volume, 2000.0**3)
+    centre = 13  # the 3x3x3 grid's middle node is inside
+    assert m.n_vertices == 26 and centre not in surf.nodes
+    np.testing.assert_array_equal(m.vertices, pts[surf.nodes])
+    assert set(np.unique(surf.tags)) <= {0, 1, 2}
+    heart = HeartModel.from_mesh(m.scaled(10.0), length_unit="um")  # 10 mm cells: plausible in mm
+    assert heart.vertices.max() == pytest.approx(20.0)
+
+
+def test_opencarp_triangles_and_vertex_sets_round_trip(tmp_path):
+    sphere = geometry.icosphere(2, 40_000.0)  # µm
+    _write_carp(tmp_path, "epi", sphere.vertices, sphere.triangles, "Tr", tags=False)
+    surf = geometry.load_opencarp(tmp_path / "epi.pts", tmp_path / "epi.elem")
+    np.testing.assert_allclose(surf.mesh.vertices, sphere.vertices)
+    np.testing.assert_array_equal(surf.mesh.triangles, sphere.triangles)
+    assert np.all(surf.tags == -1)
+    (tmp_path / "stim.vtx").write_text("3\nintra\n4\n7\n11\n")
+    np.testing.assert_array_equal(geometry.load_vtx(tmp_path / "stim.vtx"), [4, 7, 11])
+
+
+@pytest.mark.parametrize("pts_text, elem_text, match", [
+    ("3\n0 0 0\n1 1 1\n", None, "announces 3 entries but holds 2"),
+    (None, "1\nXx 0 1 2\n", "line 2: unknown element type 'Xx'"),
+    (None, "1\nTr 0 1 99\n", r"node indices must lie in \[0, 2\]"),
+    (None, "1\nTr 0 1\n", "a Tr element has 3 nodes"),
+    (None, "1\nLn 0 1\n", "holds no triangles"),
+    ("three\n", None, "must start with its entry count"),
+])
+def test_malformed_opencarp_files_are_named(tmp_path, pts_text, elem_text, match):
+    (tmp_path / "m.pts").write_text(pts_text or "3\n0 0 0\n1000 0 0\n0 1000 0\n")
+    (tmp_path / "m.elem").write_text(elem_text or "1\nTr 0 1 2\n")
+    with pytest.raises(ValueError, match=match):
+        geometry.load_opencarp(tmp_path / "m", validate=False)
+
+
+def test_missing_and_malformed_vtx(tmp_path):
+    with pytest.raises(FileNotFoundError, match="openCARP .elem"):
+        (tmp_path / "a.pts").write_text("1\n0 0 0\n")
+        geometry.load_opencarp(tmp_path / "a")
+    (tmp_path / "b.vtx").write_text("2\nboth\n1\n2\n")
+    with pytest.raises(ValueError, match="'intra' or 'extra'"):
+        geometry.load_vtx(tmp_path / "b.vtx")

@@ -2,6 +2,7 @@
 
 from ._io import atomic_write, load_mat, load_mesh, save_mesh
 from ._mesh import Mesh, adjacency_of, coincident_vertices, edges_of, reorient_outward, require_connected, require_outward
+from ._opencarp import OpenCARPSurface, load_opencarp, load_vtx
 from ._shapes import SHAPES, HeartTorsoGeometry, default_heart_torso, icosphere, sphere_mesh
 
 __all__ = [
@@ -20,5 +21,8 @@ __all__ = [
     "load_mesh",
     "save_mesh",
     "load_mat",
+    "load_opencarp",
+    "load_vtx",
+    "OpenCARPSurface",
     "atomic_write",
 ]
