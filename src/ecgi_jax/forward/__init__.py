@@ -3,6 +3,7 @@
 
 from ._bem import (
     bem_blocks,
+    edl_transfer_matrix,
     electrode_indices,
     layer_integrals,
     nearest_vertex_electrodes,
@@ -37,6 +38,7 @@ __all__ = [
     "add_noise",
     "add_noise_snr",
     "transfer_matrix",
+    "edl_transfer_matrix",
     "mfs_transfer_matrix",
     "mfs_sources",
     "select_electrodes",

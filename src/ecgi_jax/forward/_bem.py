@@ -52,6 +52,7 @@ from ..geometry import Mesh, require_connected, require_outward
 
 __all__ = [
     "transfer_matrix",
+    "edl_transfer_matrix",
     "select_electrodes",
     "nearest_vertex_electrodes",
     "layer_integrals",
@@ -410,3 +411,59 @@ def nearest_vertex_electrodes(torso: Mesh, positions, *, max_distance: float | N
             f"(first: {bad[:5].tolist()}, distance {dist[bad[0]]:.3g})."
         )
     return idx.astype(np.int64)
+
+
+def edl_transfer_matrix(
+    heart: Mesh, torso: Mesh, *, electrodes=None, conductivity_ratio: float = 1.0, dtype=np.float64, check: bool = True
+) -> np.ndarray:
+    """Equivalent-double-layer (EDL) transfer matrix: transmembrane potentials on the closed
+    myocardial surface -> torso potentials (the source model of ECGSim and SCIRun's
+    activation-based inverse).
+
+    Model (Geselowitz 1989; van Oosterom 2004): in a homogeneous conductor filling the insulated
+    torso (myocardium and blood alike), the myocardium's currents equal a double layer on its
+    closed surface ``S_v`` (epicardium and endocardium as one closed, outward surface) whose
+    strength is proportional to the local TMP. Its potential in an infinite medium is
+    ``Φ_∞(x) = κ ∫ V_m(y) (y − x)·n(y) / (4π |y − x|³) dS`` (``κ``: ``conductivity_ratio``,
+    intracellular over bulk conductivity; negative over activated tissue, as electrograms are),
+    and on the torso ``c(x) Φ(x) = Φ_∞(x) + (1/4π) ∮_{S_T} Φ dΩ``. Discretised with the linear
+    elements and analytic solid angles of :func:`transfer_matrix`; the Neumann problem fixes
+    ``Φ`` up to a constant, and the torso mean is taken zero (so ``A·1 = 0``: a uniform TMP
+    produces no body potential, as a closed uniform double layer does not).
+
+    Validated on concentric spheres against the analytic solution (``tests/test_bem.py``: for
+    ``V_m = cos θ`` on a sphere of radius ``a`` inside an insulated sphere of radius ``b``,
+    ``Φ = −κ (a/b)² cos θ`` on the torso) and compared with ECGSim's own matrix
+    (``experiments/bem_validation.py``).
+
+    Args:
+        heart: the closed myocardial surface (outward normals), inside ``torso``.
+        torso: the closed torso surface (outward normals).
+        electrodes: torso vertex indices or a boolean mask: only those rows are returned.
+        conductivity_ratio: ``κ``, which only scales the matrix (a fitted gain absorbs it).
+        dtype, check: as :func:`transfer_matrix`.
+
+    Returns:
+        ``(n_torso, n_heart)`` (or ``(n_electrodes, n_heart)``), mean-referenced over the torso.
+    """
+    if not (np.isfinite(conductivity_ratio) and conductivity_ratio > 0):
+        raise ValueError(f"conductivity_ratio must be a positive number; got {conductivity_ratio!r}.")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(f"dtype must be a floating dtype (float32 or float64); got {np.dtype(dtype)}.")
+    if check:
+        _check_geometry(heart, torso)
+    e = None if electrodes is None else electrode_indices(electrodes, torso.n_vertices)
+    xt = torso.vertices
+    om_tt, _ = layer_integrals(xt, torso, single=False)
+    d_th, _ = layer_integrals(xt, heart, single=False)
+    # The torso alone bounds the conductor: a constant potential solves the source-free problem,
+    # which fixes the auto solid angles c_T (rows of P sum to zero).
+    p = np.diag(om_tt.sum(axis=1)) - om_tt
+    n_t = torso.n_vertices
+    # P is singular along the constant (Neumann); the rank-one deflation picks one solution and
+    # the mean reference below removes whatever constant it carries.
+    a = np.linalg.solve(p + np.full((n_t, n_t), 1.0 / n_t), conductivity_ratio * d_th)
+    a = a - a.mean(axis=0, keepdims=True)
+    if e is not None:
+        a = a[e]
+    return np.ascontiguousarray(a, dtype=dtype)
