@@ -42,7 +42,7 @@ from scipy.spatial import cKDTree
 
 from ._types import check_key
 from .ep import IONIC_MODELS, simulate_ionic
-from .forward import transfer_matrix
+from .forward import correlated_noise, transfer_matrix
 from .geometry import Mesh, default_heart_torso
 from .operators import SparseOperator, cotangent_laplacian, huiskamp_laplacian
 
@@ -255,20 +255,6 @@ def truth_beat(
     return simulate_ionic(model, geometry.laplacian_fine, excited, dt=dt, n_samples=n_samples, dtype=dtype)
 
 
-def _correlated_noise(key, positions: np.ndarray, n_t: int, length: float, dtype) -> jax.Array:
-    """Unit-variance noise ``(m, t)``, white in time, correlated across leads as
-    ``exp(−d²/(2 length²))`` with ``d`` the distance between electrodes."""
-    z = jax.random.normal(key, (len(positions), n_t), dtype)
-    if length <= 0:
-        return z
-    d2 = np.sum((positions[:, None] - positions[None]) ** 2, axis=-1)
-    C = np.exp(-d2 / (2.0 * length**2))
-    w, Q = np.linalg.eigh(C)
-    root = (Q * np.sqrt(np.clip(w, 0, None))) @ Q.T
-    root /= np.linalg.norm(root, axis=1, keepdims=True)  # unit variance per lead
-    return jnp.asarray(root, dtype) @ z
-
-
 def make_noncrime_case(
     key: jax.Array,
     geometry: NoncrimeGeometry,
@@ -335,7 +321,7 @@ def make_noncrime_case(
     Y_clean = jnp.matmul(jnp.asarray(A_truth, dtype), U_fine, precision=jax.lax.Precision.HIGHEST)
     k_noise, k_bad, k_bad_noise = jax.random.split(key, 3)
     positions = geometry.torso.vertices[geometry.electrodes]
-    z = _correlated_noise(k_noise, positions, n_samples, noise_correlation_mm, dtype)
+    z = correlated_noise(k_noise, positions, n_samples, noise_correlation_mm, dtype)
     if sigma is not None:
         noise_std = sigma * jnp.std(Y_clean)
     else:

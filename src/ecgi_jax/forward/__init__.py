@@ -12,7 +12,7 @@ from ._bem import (
     winding_number,
 )
 from ._mfs import mfs_sources, mfs_transfer_matrix
-from ._noise import add_noise, add_noise_snr
+from ._noise import add_noise, add_noise_snr, correlated_noise
 from ._reference import rereference
 from ._observation import (
     OBSERVATIONS,
@@ -37,6 +37,7 @@ __all__ = [
     "misfit_scale",
     "add_noise",
     "add_noise_snr",
+    "correlated_noise",
     "transfer_matrix",
     "edl_transfer_matrix",
     "mfs_transfer_matrix",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._types import all_finite
 
@@ -47,3 +48,26 @@ def add_noise_snr(key: jax.Array, Y: jax.Array, snr_db: float) -> jax.Array:
     rms = jnp.sqrt(jnp.mean(Y**2))
     noise_std = rms * 10.0 ** (-jnp.asarray(snr_db, Y.dtype) / 20.0)
     return Y + noise_std * jax.random.normal(key, Y.shape, Y.dtype)
+
+
+def correlated_noise(key: jax.Array, positions, n_samples: int, length: float, dtype=None) -> jax.Array:
+    """Unit-variance noise ``(m, n_samples)``, white in time, correlated across the ``m`` leads at
+    ``positions`` ``(m, 3)`` as ``exp(−d²/(2 length²))`` of their distance ``d`` (``length`` in the
+    positions' unit; 0: white). Scale it by the noise level wanted: real body-surface noise
+    (electrode contact, muscle, the reference) is shared by neighbouring leads, which white noise
+    is not, and λ rules tuned on white noise can fail on it."""
+    positions = np.asarray(positions, np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must be (m, 3) electrode coordinates; got shape {positions.shape}.")
+    if not (np.isfinite(length) and length >= 0):
+        raise ValueError(f"length must be a finite correlation length >= 0; got {length!r}.")
+    dtype = dtype or jnp.result_type(float)
+    z = jax.random.normal(key, (len(positions), int(n_samples)), dtype)
+    if length <= 0:
+        return z
+    d2 = np.sum((positions[:, None] - positions[None]) ** 2, axis=-1)
+    C = np.exp(-d2 / (2.0 * length**2))
+    w, Q = np.linalg.eigh(C)
+    root = (Q * np.sqrt(np.clip(w, 0, None))) @ Q.T
+    root /= np.linalg.norm(root, axis=1, keepdims=True)  # unit variance per lead
+    return jnp.asarray(root, dtype) @ z
