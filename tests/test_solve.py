@@ -54,7 +54,7 @@ def test_register_from_elsewhere():
 def test_solve_classical_methods():
     Y, A, L, X = _small()
     s2 = solve(Y, A, method="tikhonov-2", laplacian=L, lam=1e-3)
-    assert s2.U.shape == X.shape and s2.options["lam"] == 1e-3 and s2.options["lambda_rule"] == "gcv"
+    assert s2.U.shape == X.shape and s2.options["lam"] == 1e-3 and s2.options["lambda_rule"] == "creso"
     s2r = solve(Y, A, method="tikhonov-2", laplacian=SparseOperator.from_scipy(L), lambda_rule="gcv")
     d = s2r.diagnostics
     assert d["lambda_rule"] == "gcv" and d["lambdas"].shape == d["residual_norms"].shape == d["criterion"].shape
@@ -187,7 +187,10 @@ def test_an_option_name_means_one_thing_in_every_method():
 
     from ecgi_jax import METHODS, method_options
 
-    own_default = {"lam", "order", "max_iter", "steps", "learning_rate", "progress", "fit_D", "fit_a", "start", "width"}
+    # lambda_rule: the same rules, each method's own best: CRESO for Tikhonov (it holds under
+    # correlated noise), GCV where CRESO is not defined (TSVD, spatiotemporal's 2-D grid) or did not
+    # hold either (Greensite's per-component λ: experiments/lambda_rules.py).
+    own_default = {"lam", "order", "max_iter", "steps", "learning_rate", "progress", "fit_D", "fit_a", "start", "width", "lambda_rule"}
     defaults = collections.defaultdict(set)
     for m in METHODS:
         for name, value in method_options(m).items():

@@ -12,6 +12,7 @@
 from ._crossval import crossval, crossval_curve, lead_folds
 from ._greensite import GreensiteResult, greensite, greensite_rank, temporal_components
 from ._lambda import (
+    DEFAULT_RULE,
     RULES,
     LambdaChoice,
     creso,
@@ -59,7 +60,7 @@ __all__ = [
     "tikhonov", "tikhonov_from_factor", "tikhonov_path", "tsvd", "tsvd_path",
     "SpatiotemporalPath", "temporal_operator", "spatiotemporal", "spatiotemporal_path",
     "select_spatiotemporal",
-    "LambdaChoice", "RULES", "lcurve", "gcv", "creso", "discrepancy", "ucurve", "oracle",
+    "LambdaChoice", "DEFAULT_RULE", "RULES", "lcurve", "gcv", "creso", "discrepancy", "ucurve", "oracle",
     "estimate_noise", "select_lambda",
     "lead_folds", "crossval", "crossval_curve",
     "SparseResult", "normal_factor", "shrink", "sparse_penalty", "admm_l1", "lp_lq", "lp_lq_objective",

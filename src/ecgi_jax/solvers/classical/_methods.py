@@ -36,7 +36,7 @@ from ..._registry import Solution, register_method
 from ...operators import SparseOperator, check_operator, edge_gradient, finite_array
 from ._crossval import crossval
 from ._greensite import greensite, greensite_rank, temporal_components
-from ._lambda import RULES, estimate_noise, select_lambda
+from ._lambda import DEFAULT_RULE, RULES, estimate_noise, select_lambda
 from ._sparse_reg import admm_l1, lp_lq, lp_lq_objective, lp_lq_weight, normal_factor, sparse_penalty
 from ._spatiotemporal import select_spatiotemporal, spatiotemporal, spatiotemporal_path, temporal_operator
 from ._tikhonov import as_matrix, factorize, tikhonov_from_factor, tikhonov_path, tsvd_path
@@ -228,19 +228,19 @@ def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth
     return Solution(X, f"tikhonov-{order}", diag, {})
 
 
-def _tikhonov0(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, noise_std=None, tau=1.0, truth=None):
+def _tikhonov0(Y, A, *, lam=None, lambda_rule=DEFAULT_RULE, lambdas=None, noise_std=None, tau=1.0, truth=None):
     return _tikhonov_impl(0, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, None)
 
 
 def _tikhonov1(
-    Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, gradient=None, vertices=None, adjacency=None,
+    Y, A, *, lam=None, lambda_rule=DEFAULT_RULE, lambdas=None, gradient=None, vertices=None, adjacency=None,
     noise_std=None, tau=1.0, truth=None,
 ):
     R = spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
     return _tikhonov_impl(1, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
 
-def _tikhonov2(Y, A, *, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, noise_std=None, tau=1.0, truth=None):
+def _tikhonov2(Y, A, *, lam=None, lambda_rule=DEFAULT_RULE, lambdas=None, laplacian=None, noise_std=None, tau=1.0, truth=None):
     R = spatial_operator(2, A.shape[1], laplacian, None, None, None)
     return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
