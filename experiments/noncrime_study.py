@@ -20,9 +20,10 @@ shape, which EAND-ARN's template start assumes). Noise ``snr20`` is 20 dB SNR; t
 and seeds 10, 11; the defaults EAND-ARN's start was set on (its template's penalty weights) were
 chosen on sites 50 and 300 with seeds 1 and 2, which this study never uses.
 
-Methods, each with its defaults: ``tikhonov-2`` (GCV), ``spatiotemporal``, ``greensite``
-(the classical methods the headline table compares against), ``tikhonov-2-lcurve`` (a reference:
-the default GCV rule fails under correlated noise and bad leads, the L-curve does not),
+Methods, each with its defaults: ``tikhonov-2`` (CRESO since 2026-12-01; GCV before),
+``spatiotemporal`` and ``greensite`` (GCV) — the classical methods the headline table compares
+against — ``tikhonov-2-lcurve`` (a reference: GCV fails under correlated noise and bad leads, the
+L-curve does not),
 ``ap-shooting``, ``eand-arn`` (``solve(method="eand-arn")``; its start alone is scored as
 ``eand-arn:start``), ``eand-arn-shooting`` (the previous default start, ``start="shooting"``),
 ``hybrid`` and ``pdl``. Metrics: RE, CC (mean time-course correlation), activation-time MAE
