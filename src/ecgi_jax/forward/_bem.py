@@ -314,6 +314,15 @@ def bem_blocks(heart: Mesh, torso: Mesh) -> dict:
     return dict(P_TT=p_tt, P_TH=p_th, P_HT=p_ht, P_HH=p_hh, G_TH=g_th, G_HH=g_hh, c_T=c_t, c_H=c_h)
 
 
+def _checked_inputs(heart, torso, electrodes, dtype, check: bool):
+    """The electrode rows (or ``None``) of a transfer matrix, after the checks both BEMs share."""
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise ValueError(f"dtype must be a floating dtype (float32 or float64); got {np.dtype(dtype)}.")
+    if check:
+        _check_geometry(heart, torso)
+    return None if electrodes is None else electrode_indices(electrodes, torso.n_vertices)
+
+
 def transfer_matrix(
     heart: Mesh,
     torso: Mesh,
@@ -359,11 +368,7 @@ def transfer_matrix(
     """
     if reference not in ("mean", "none"):
         raise ValueError(f"reference must be 'mean' or 'none'; got {reference!r}.")
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise ValueError(f"dtype must be a floating dtype (float32 or float64); got {np.dtype(dtype)}.")
-    if check:
-        _check_geometry(heart, torso)
-    e = None if electrodes is None else electrode_indices(electrodes, torso.n_vertices)
+    e = _checked_inputs(heart, torso, electrodes, dtype, check)
     b = bem_blocks(heart, torso)
     # Eliminate the heart normal current: Gamma_H = -G_HH^{-1} (P_HH phi_H + P_HT phi_T).
     x = np.linalg.solve(b["G_HH"], np.concatenate([b["P_HH"], b["P_HT"]], axis=1))
@@ -448,11 +453,7 @@ def edl_transfer_matrix(
     """
     if not (np.isfinite(conductivity_ratio) and conductivity_ratio > 0):
         raise ValueError(f"conductivity_ratio must be a positive number; got {conductivity_ratio!r}.")
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise ValueError(f"dtype must be a floating dtype (float32 or float64); got {np.dtype(dtype)}.")
-    if check:
-        _check_geometry(heart, torso)
-    e = None if electrodes is None else electrode_indices(electrodes, torso.n_vertices)
+    e = _checked_inputs(heart, torso, electrodes, dtype, check)
     xt = torso.vertices
     om_tt, _ = layer_integrals(xt, torso, single=False)
     d_th, _ = layer_integrals(xt, heart, single=False)
