@@ -154,6 +154,23 @@ def test_spatiotemporal_lam_t_alone_is_used_and_a_value_with_its_grid_is_refused
             solve(Y, A, method="spatiotemporal", laplacian=L, **kw)
 
 
+def test_spatiotemporal_creso_is_the_spatial_creso_lambda_with_the_balanced_temporal_weight():
+    Y, A, L = _small(t=12)[:3]
+    sol = solve(Y, A, method="spatiotemporal", laplacian=L, lambda_rule="creso")
+    spatial = solve(Y, A, method="tikhonov-2", laplacian=L, lambda_rule="creso")
+    assert sol.diagnostics["lam_s"] == pytest.approx(spatial.diagnostics["lam"], rel=1e-5)
+    X0 = np.asarray(spatial.U)
+    from ecgi_jax.solvers.classical import temporal_operator
+
+    D = np.asarray(temporal_operator(12, 0.1))
+    balance = spatial.diagnostics["lam"] * np.sum((np.asarray(L) @ X0) ** 2) / np.sum((X0 @ D.T) ** 2)
+    assert sol.diagnostics["lam_t"] == pytest.approx(balance, rel=1e-4)
+    fixed = solve(Y, A, method="spatiotemporal", laplacian=L, lam_s=sol.diagnostics["lam_s"], lam_t=sol.diagnostics["lam_t"])
+    np.testing.assert_allclose(np.asarray(sol.U), np.asarray(fixed.U), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one spatial λ"):
+        solve(Y, A, method="spatiotemporal", laplacian=L, lambda_rule="creso", lams_s=[0.1, 1.0])
+
+
 def test_spatiotemporal_rule_does_not_depend_on_the_time_unit():
     """The λ rule balances the temporal weight against the data, so dt (the sample spacing, 0.1 by
     default as in every method) only rescales the chosen lam_t by dt²: the same map comes back."""

@@ -282,8 +282,8 @@ def _spatiotemporal(
     D = temporal_operator(n_t, dt) if temporal is None else finite_array(temporal, "temporal")
     if truth is not None:
         truth = finite_array(truth, "truth")
-    if lambda_rule not in ("gcv", "discrepancy", "oracle"):
-        raise ValueError(f"spatiotemporal lambda_rule must be one of gcv, discrepancy, oracle; got {lambda_rule!r}.")
+    if lambda_rule not in ("gcv", "creso", "discrepancy", "oracle"):
+        raise ValueError(f"spatiotemporal lambda_rule must be one of gcv, creso, discrepancy, oracle; got {lambda_rule!r}.")
     if lambda_rule == "oracle" and truth is None and (lam_s is None or lam_t is None):
         raise ValueError("lambda_rule='oracle' needs the ground truth: pass truth= (N, T). (BENCHMARK-ONLY)")
     for one, grid, name in ((lam_s, lams_s, "lam_s"), (lam_t, lams_t, "lam_t")):
@@ -306,7 +306,7 @@ def _spatiotemporal(
             kw = dict(noise_std=noise_std, tau=tau) if lambda_rule == "discrepancy" else {}
             ch = select_lambda(fpath, lambda_rule, **kw)
             lam0 = float(ch.lam) if lam_s is None else float(lam_s)
-            lams_s = [lam0] if lam_s is not None else lam0 * np.logspace(-0.5, 0.5, 3)
+            lams_s = [lam0] if lam_s is not None or lambda_rule == "creso" else lam0 * np.logspace(-0.5, 0.5, 3)
             X0 = fpath.solution(ch.index)
             rx = Rd if Rd is not None else None
             spat = float(jnp.sum((X0 if rx is None else rx @ X0) ** 2))
@@ -314,10 +314,18 @@ def _spatiotemporal(
             base = lam0 * spat / max(temp, 1e-30)
         else:
             base = 1.0
+        if lambda_rule == "creso":
+            # CRESO has no 2-D form: the spatial λ is the spatial problem's CRESO λ (or lam_s), the
+            # temporal weight the balance point (lam_t, else both penalties equal on that solution).
+            if lams_s is None or len(lams_s) != 1:
+                raise ValueError("lambda_rule='creso' takes one spatial λ: give lam_s or neither, not lams_s.")
+            lams_s, lams_t = [float(lams_s[0])], [float(lams_t[0]) if lams_t is not None else base]
         if lams_t is None:
             lams_t = base * np.concatenate([[0.0], np.logspace(-3, 1, 7)])
         path = spatiotemporal_path(Y, A, lams_s, lams_t, Rd, D, truth=truth)
-        choice = select_spatiotemporal(path, lambda_rule, noise_std=noise_std, tau=tau)
+        # (with "creso" the grid is one point: any rule picks it)
+        rule = "gcv" if lambda_rule == "creso" else lambda_rule
+        choice = select_spatiotemporal(path, rule, noise_std=noise_std, tau=tau)
         ls, lt = (float(v) for v in choice.lam)
         X = spatiotemporal(Y, A, ls, lt, Rd, D)
         diag.update(
