@@ -42,8 +42,8 @@ def run_demo(
 
     The truth is a Mitchell–Schaeffer beat paced at node ``pacing`` on a 4× finer heart mesh with
     its own Laplacian and BEM (:mod:`ecgi_jax.noncrime`), observed with noise ``sigma``; the
-    inverse uses the ``n_heart``-node mesh and its own BEM. Tikhonov-2 (CRESO), spatiotemporal
-    regularization and EAND-ARN (defaults; ``steps`` overrides its training steps) are scored
+    inverse uses the ``n_heart``-node mesh and its own BEM. Tikhonov-2 and spatiotemporal
+    regularization (CRESO) and EAND-ARN (defaults; ``steps`` overrides its training steps) are scored
     (relative error, temporal correlation, activation-time error, wall time; EAND-ARN's start
     alone too). Writes under ``out``: each solution (``.npz``, and XDMF per ``xdmf``),
     ``potentials.npz``, ``summary.json`` and, with ``figures``, four PNG figures. ``say`` receives
@@ -74,7 +74,7 @@ def run_demo(
     say(f"2/{n_steps} simulating a Mitchell-Schaeffer beat paced at node {pacing} on the fine mesh, noise sigma={sigma} ...")
     # Not the inverse crime: another ionic model, mesh, Laplacian and BEM than the inverse's.
     case = noncrime.make_noncrime_case(jax.random.key(seed), geo, pacing, sigma=sigma, n_samples=samples)
-    say(f"3/{n_steps} 2nd-order Tikhonov (CRESO) and spatiotemporal regularization ...")
+    say(f"3/{n_steps} 2nd-order Tikhonov and spatiotemporal regularization (CRESO) ...")
     sols = {
         "tikhonov-2": solve(case.Y, case.A, method="tikhonov-2", laplacian=case.laplacian),
         "spatiotemporal": solve(case.Y, case.A, method="spatiotemporal", laplacian=case.laplacian, dt=case.dt),
@@ -86,7 +86,7 @@ def run_demo(
         adjacency=case.adjacency, key=jax.random.key(seed), progress=progress, **training,
     )
     dt = float(case.dt)
-    labels = {"tikhonov-2": "tikhonov-2 (CRESO)", "spatiotemporal": "spatiotemporal", "eand-arn": "eand-arn"}
+    labels = {"tikhonov-2": "tikhonov-2 (CRESO)", "spatiotemporal": "spatiotemporal (CRESO)", "eand-arn": "eand-arn"}
     results = {}
     for name, sol in sols.items():
         at = metrics.activation_time_error(sol.potentials, case.U, dt)

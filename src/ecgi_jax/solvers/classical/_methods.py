@@ -269,7 +269,7 @@ def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=
 
 
 def _spatiotemporal(
-    Y, A, *, lam_s=None, lam_t=None, lambda_rule="gcv", lams_s=None, lams_t=None, order=2,
+    Y, A, *, lam_s=None, lam_t=None, lambda_rule=DEFAULT_RULE, lams_s=None, lams_t=None, order=2,
     laplacian=None, gradient=None, vertices=None, adjacency=None, dt=0.1, temporal=None, noise_std=None,
     tau=1.0, truth=None,
 ):
