@@ -204,9 +204,9 @@ def test_an_option_name_means_one_thing_in_every_method():
 
     from ecgi_jax import METHODS, method_options
 
-    # lambda_rule: the same rules, each method's own best: CRESO for Tikhonov (it holds under
-    # correlated noise), GCV where CRESO is not defined (TSVD, spatiotemporal's 2-D grid) or did not
-    # hold either (Greensite's per-component λ: experiments/lambda_rules.py).
+    # lambda_rule: the same rules, each method's own best: CRESO for Tikhonov and spatiotemporal
+    # (it holds under correlated noise), GCV where CRESO is not defined (TSVD) or no rule held
+    # (Greensite's per-component λ: experiments/lambda_rules.py).
     own_default = {"lam", "order", "max_iter", "steps", "learning_rate", "progress", "fit_D", "fit_a", "start", "width", "lambda_rule"}
     defaults = collections.defaultdict(set)
     for m in METHODS:
