@@ -281,3 +281,32 @@ def test_demo_is_a_library_call_and_refuses_bad_settings_before_work(tmp_path, c
     assert cli.main(["demo", "--sigma", "-1", "--out", str(tmp_path / "d")]) == 2
     assert "ecgi-jax: error: --sigma must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # nothing written before the settings were checked
+
+
+def test_solve_in_physical_units(tmp_path, capsys):
+    """A heart mesh in metres and samples in ms through the command line: the same fit as in mm
+    and AP units, the activation times and the time axis back in ms; a unit that does not fit the
+    mesh is a one-line error naming the one that does."""
+    from ecgi_jax.solvers.activation import upstroke
+
+    heart, torso = geometry.icosphere(2, 40.0), geometry.icosphere(2, 100.0)
+    A = forward.transfer_matrix(heart, torso).astype(np.float32)
+    tau = 40.0 * np.arccos(np.clip(heart.vertices[:, 2] / 40.0, -1, 1)) + 10.0  # ms
+    np.save(tmp_path / "Y.npy", (A @ np.asarray(upstroke(tau, np.arange(160.0), 3.0))).astype(np.float32))
+    np.save(tmp_path / "A.npy", A)
+    geometry.save_mesh(tmp_path / "heart_m.vtk", heart.scaled(1e-3))
+    geometry.save_mesh(tmp_path / "heart_mm.vtk", heart)
+    base = ["solve", "--Y", f"{tmp_path}/Y.npy", "--A", f"{tmp_path}/A.npy", "--method", "activation-based", "--quiet"]
+    ms = [*base, "--laplacian", f"{tmp_path}/heart_m.vtk", "--length-unit", "m", "--dt", "1", "--time-unit", "ms",
+          "--option", "upstroke_width=0.3", "--out", f"{tmp_path}/ms.npz"]
+    ap = [*base, "--laplacian", f"{tmp_path}/heart_mm.vtk", "--dt", "0.1", "--option", "upstroke_width=0.3", "--out", f"{tmp_path}/ap.npz"]
+    assert cli.main(ms) == 0 and cli.main(ap) == 0
+    got_ms, got_ap = io.load_solution(tmp_path / "ms.npz"), io.load_solution(tmp_path / "ap.npz")
+    np.testing.assert_allclose(got_ms.solution.potentials, got_ap.solution.potentials, atol=1e-5)
+    np.testing.assert_allclose(got_ms.solution.diagnostics["activation_times"],
+                               10.0 * np.asarray(got_ap.solution.diagnostics["activation_times"]), rtol=1e-5)
+    assert got_ms.solution.diagnostics["time_unit"] == "ms"
+    np.testing.assert_allclose(got_ms.times, np.arange(160.0))
+    capsys.readouterr()
+    assert "length_unit='m'" in _error(capsys, [*base, "--laplacian", f"{tmp_path}/heart_m.vtk", "--length-unit", "mm"])
+    assert "pass --dt" in _error(capsys, [*base, "--time-unit", "ms"])

@@ -284,9 +284,7 @@ def _takes_any_keyword(method: str) -> bool:
 
 
 def _solve(args) -> int:
-    import numpy as np
-
-    from . import io, method_options, metrics, operators, solve
+    from . import method_options, operators
 
     outputs = [("--out", args.out)]
     if args.mesh:  # io.save_solution writes the ParaView file beside the .npz
@@ -317,6 +315,8 @@ def _solve(args) -> int:
     if mesh is not None and mesh.n_vertices != n:
         raise UserError(f"--mesh has {mesh.n_vertices} vertices but A has {n} columns (heart nodes).")
 
+    if args.length_unit is not None or args.time_unit != "ap":
+        return _solve_in_units(args, Y, A, truth, mesh, options, accepted)
     if args.laplacian:
         heart = _read_mesh(args.laplacian, "--laplacian")
         if heart.n_vertices != n:
@@ -331,6 +331,43 @@ def _solve(args) -> int:
             raise UserError(f"--dt must be > 0; got {args.dt}.")
         if "dt" in accepted:
             options.setdefault("dt", args.dt)
+    return _run_solve(args, Y, A, truth, mesh, options, accepted)
+
+
+def _solve_in_units(args, Y, A, truth, mesh, options, accepted) -> int:
+    """``solve`` with meshes in ``--length-unit`` and samples in ``--time-unit``: the operators
+    built in mm and dt in AP units by :class:`~ecgi_jax.operators.HeartModel` (which refuses an
+    implausible mesh spacing, naming the unit that fits), the reported times in the user's unit."""
+    from . import operators
+
+    n = A.shape[1]
+    unit = args.length_unit or "mm"
+    if args.time_unit != "ap" and args.dt is None:
+        raise UserError(f"--time-unit {args.time_unit} gives the unit of --dt: pass --dt (the sample spacing in {args.time_unit}).")
+    try:
+        heart = operators.HeartModel() if args.dt is None else operators.HeartModel.sampled(
+            args.dt, time_unit=args.time_unit, time_scale=args.time_scale
+        )
+        for path, flag, fields in ((args.mesh, "--mesh", ("vertices", "adjacency")), (args.laplacian, "--laplacian", ("laplacian",))):
+            if path:
+                m = _read_mesh(path, flag)
+                if m.n_vertices != n:
+                    raise UserError(f"{flag} mesh has {m.n_vertices} vertices but A has {n} columns (heart nodes).")
+                built = operators.HeartModel.from_mesh(m, length_unit=unit)
+                heart = heart._replace(**{f: getattr(built, f) for f in fields})
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    # A field given as an --option wins, as without units.
+    heart = heart._replace(**{f: None for f in ("laplacian", "vertices", "adjacency", "dt") if f in options})
+    return _run_solve(args, Y, A, truth, mesh, options, accepted, heart=heart)
+
+
+def _run_solve(args, Y, A, truth, mesh, options, accepted, heart=None) -> int:
+    import numpy as np
+
+    from . import io, metrics, solve
+
+    n, n_t = A.shape[1], Y.shape[1]
     if truth is not None and "truth" in accepted:
         options.setdefault("truth", truth)
     if "key" in accepted:
@@ -341,7 +378,7 @@ def _solve(args) -> int:
         options.setdefault("progress", not args.quiet)
 
     _say(f"solving with {args.method}: {A.shape[0]} leads, {n} heart nodes, {n_t} samples ...")
-    sol = solve(Y, A, method=args.method, **options)
+    sol = solve(Y, A, method=args.method, heart=heart, **options)
     facts = [f"{sol.diagnostics['time_s']:.2f} s", f"result {sol.result.value}"]
     for key in ("lam", "lam_s", "lam_t", "rank", "n_components", "final_loss", "pacing_node"):
         value = sol.diagnostics.get(key)
@@ -482,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--mesh", metavar="MESH", help="heart mesh file: writes the .xdmf and gives vertices/adjacency to methods that use them")
     v.add_argument("--truth", metavar="PATH[:NAME]", help="ground-truth potentials (nodes x samples): stored, and the error is reported")
     v.add_argument("--dt", type=float, help="sample spacing: time axis of the output, and dt of methods that take it")
+    v.add_argument("--length-unit", choices=["um", "mm", "cm", "m"], default=None,
+                   help="unit of the --mesh/--laplacian coordinates: converted to mm, an implausible spacing refused")
+    v.add_argument("--time-unit", choices=["ap", "ms", "s"], default="ap",
+                   help="unit of --dt (default ap: the Aliev-Panfilov model's); reported times come back in it")
+    v.add_argument("--time-scale", type=float, default=None,
+                   help="one AP time unit in --time-unit (default 10 ms; ecgi_jax.ep.time_scale reads it from an APD or CV)")
     v.add_argument("--seed", type=int, default=0, help="PRNG seed for methods that take a key (default 0)")
     v.add_argument("--out", default="solution.npz", help="output .npz (default solution.npz)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -107,6 +107,13 @@ class HeartModel(NamedTuple):
             time_scale=time_scale,
         )
 
+    @classmethod
+    def sampled(cls, dt: float, *, time_unit: str = "ap", time_scale: float | None = None) -> "HeartModel":
+        """Only the sampling: ``dt`` in ``time_unit`` (as :meth:`from_mesh`), for callers that
+        build the operators themselves (``HeartModel.sampled(1.0, time_unit="ms")._replace(laplacian=L)``)."""
+        dt, time_scale = _in_ap_time(dt, time_unit, time_scale)
+        return cls(dt=dt, time_unit=time_unit, time_scale=time_scale)
+
     def options_for(self, accepted) -> dict:
         """The fields a method taking the options ``accepted`` uses, as keyword options."""
         fields = self._asdict()
