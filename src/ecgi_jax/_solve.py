@@ -341,7 +341,9 @@ def solve(Y, A, *, method: "str | Method" = "tikhonov-2", heart: HeartModel | No
             non-positive ``lam``/``lam_s``/``dt``/``tau``/``learning_rate`` or λ grids, an unknown
             method (listing the valid ones), an option set twice (in ``heart`` or a
             :class:`Method` and in the call), and for the classical solvers a regularized problem
-            without a unique solution (A and the penalty share a null vector).
+            without a unique solution (A and a penalty on a disconnected mesh share null vectors;
+            the one constant a zero-row-sum A cannot see is pinned to zero mean instead:
+            ``diagnostics["constant_mode"]``).
         TypeError: an option the method does not take (listing the valid ones; a renamed one
             names its new name), an option of the wrong type, a method that is neither a name
             nor a :class:`Method`, a ``heart`` that is not a HeartModel, complex or non-numeric
