@@ -284,7 +284,9 @@ def _takes_any_keyword(method: str) -> bool:
 
 
 def _solve(args) -> int:
-    from . import method_options, operators
+    import numpy as np
+
+    from . import io, method_options, metrics, operators, solve
 
     outputs = [("--out", args.out)]
     if args.mesh:  # io.save_solution writes the ParaView file beside the .npz
@@ -315,59 +317,36 @@ def _solve(args) -> int:
     if mesh is not None and mesh.n_vertices != n:
         raise UserError(f"--mesh has {mesh.n_vertices} vertices but A has {n} columns (heart nodes).")
 
-    if args.length_unit is not None or args.time_unit != "ap":
-        return _solve_in_units(args, Y, A, truth, mesh, options, accepted)
-    if args.laplacian:
-        heart = _read_mesh(args.laplacian, "--laplacian")
-        if heart.n_vertices != n:
-            raise UserError(f"--laplacian mesh has {heart.n_vertices} vertices but A has {n} columns (heart nodes).")
-        options.setdefault("laplacian", operators.huiskamp_laplacian(heart.vertices, heart.adjacency))
-    if mesh is not None:
-        for name, value in (("vertices", mesh.vertices), ("adjacency", mesh.adjacency)):
+    lap_mesh = _read_mesh(args.laplacian, "--laplacian") if args.laplacian else None
+    if lap_mesh is not None and lap_mesh.n_vertices != n:
+        raise UserError(f"--laplacian mesh has {lap_mesh.n_vertices} vertices but A has {n} columns (heart nodes).")
+    # The operators are built in mm; --mesh itself is written out (.xdmf) as given.
+    op_mesh, op_lap_mesh = mesh, lap_mesh
+    if args.length_unit is not None:
+        try:
+            op_mesh, op_lap_mesh = (None if m is None else operators.mesh_in_mm(m, args.length_unit) for m in (mesh, lap_mesh))
+        except ValueError as e:
+            raise UserError(str(e)) from e
+    if op_lap_mesh is not None:
+        options.setdefault("laplacian", operators.huiskamp_laplacian(op_lap_mesh.vertices, op_lap_mesh.adjacency))
+    if op_mesh is not None:
+        for name, value in (("vertices", op_mesh.vertices), ("adjacency", op_mesh.adjacency)):
             if name in accepted:
                 options.setdefault(name, value)
-    if args.dt is not None:
-        if not args.dt > 0:
-            raise UserError(f"--dt must be > 0; got {args.dt}.")
-        if "dt" in accepted:
-            options.setdefault("dt", args.dt)
-    return _run_solve(args, Y, A, truth, mesh, options, accepted)
-
-
-def _solve_in_units(args, Y, A, truth, mesh, options, accepted) -> int:
-    """``solve`` with meshes in ``--length-unit`` and samples in ``--time-unit``: the operators
-    built in mm and dt in AP units by :class:`~ecgi_jax.operators.HeartModel` (which refuses an
-    implausible mesh spacing, naming the unit that fits), the reported times in the user's unit."""
-    from . import operators
-
-    n = A.shape[1]
-    unit = args.length_unit or "mm"
-    if args.time_unit != "ap" and args.dt is None:
-        raise UserError(f"--time-unit {args.time_unit} gives the unit of --dt: pass --dt (the sample spacing in {args.time_unit}).")
-    try:
-        heart = operators.HeartModel() if args.dt is None else operators.HeartModel.sampled(
-            args.dt, time_unit=args.time_unit, time_scale=args.time_scale
-        )
-        for path, flag, fields in ((args.mesh, "--mesh", ("vertices", "adjacency")), (args.laplacian, "--laplacian", ("laplacian",))):
-            if path:
-                m = _read_mesh(path, flag)
-                if m.n_vertices != n:
-                    raise UserError(f"{flag} mesh has {m.n_vertices} vertices but A has {n} columns (heart nodes).")
-                built = operators.HeartModel.from_mesh(m, length_unit=unit)
-                heart = heart._replace(**{f: getattr(built, f) for f in fields})
-    except ValueError as e:
-        raise UserError(str(e)) from e
-    # A field given as an --option wins, as without units.
-    heart = heart._replace(**{f: None for f in ("laplacian", "vertices", "adjacency", "dt") if f in options})
-    return _run_solve(args, Y, A, truth, mesh, options, accepted, heart=heart)
-
-
-def _run_solve(args, Y, A, truth, mesh, options, accepted, heart=None) -> int:
-    import numpy as np
-
-    from . import io, metrics, solve
-
-    n, n_t = A.shape[1], Y.shape[1]
+    heart = None  # carries the time unit, so that solve reports times in it
+    if args.dt is not None and not args.dt > 0:
+        raise UserError(f"--dt must be > 0; got {args.dt}.")
+    if args.time_unit != "ap" or args.time_scale is not None:
+        if args.dt is None:
+            raise UserError(f"--time-unit {args.time_unit} gives the unit of --dt: pass --dt (the sample spacing in {args.time_unit}).")
+        try:
+            heart = operators.HeartModel.sampled(args.dt, time_unit=args.time_unit, time_scale=args.time_scale)
+        except ValueError as e:
+            raise UserError(str(e)) from e
+        if "dt" in options:  # an --option wins
+            heart = heart._replace(dt=None)
+    elif args.dt is not None and "dt" in accepted:
+        options.setdefault("dt", args.dt)
     if truth is not None and "truth" in accepted:
         options.setdefault("truth", truth)
     if "key" in accepted:

@@ -5,7 +5,7 @@ Spatial: mesh Laplacians (Huiskamp 1-ring, cotangent, graph) and surface gradien
 """
 
 from ._checks import check_operator, finite_array
-from ._heart import DEFAULT_MS_PER_AP, LENGTH_UNITS, PLAUSIBLE_SPACING_MM, TIME_UNITS, HeartModel
+from ._heart import DEFAULT_MS_PER_AP, LENGTH_UNITS, PLAUSIBLE_SPACING_MM, TIME_UNITS, HeartModel, mesh_in_mm
 from ._laplacian import (
     adjacency_from_sparse,
     cotangent_laplacian,
@@ -22,6 +22,7 @@ from ._temporal import Stencil, difference_matrix, fd_weights, min_samples, sten
 __all__ = [
     "SparseOperator",
     "HeartModel",
+    "mesh_in_mm",
     "LENGTH_UNITS",
     "TIME_UNITS",
     "PLAUSIBLE_SPACING_MM",

@@ -11,7 +11,7 @@ import numpy as np
 from ..geometry import Mesh
 from ._laplacian import huiskamp_laplacian, surface_gradient
 
-__all__ = ["HeartModel", "LENGTH_UNITS", "TIME_UNITS", "PLAUSIBLE_SPACING_MM", "DEFAULT_MS_PER_AP"]
+__all__ = ["HeartModel", "mesh_in_mm", "LENGTH_UNITS", "TIME_UNITS", "PLAUSIBLE_SPACING_MM", "DEFAULT_MS_PER_AP"]
 
 #: Millimetres per length unit a mesh may come in. The operators are built in mm: the unit of the
 #: Aliev–Panfilov diffusion coefficient ``D`` (mm² per AP time unit).
@@ -90,12 +90,7 @@ class HeartModel(NamedTuple):
                 :data:`PLAUSIBLE_SPACING_MM` (naming the unit that would fit); a non-positive
                 ``dt`` or ``time_scale``; a ``time_scale`` with ``time_unit="ap"``.
         """
-        if not isinstance(mesh, Mesh):
-            raise TypeError(f"mesh must be an ecgi_jax.geometry.Mesh; got {type(mesh).__name__}.")
-        if length_unit not in LENGTH_UNITS:
-            raise ValueError(f"length_unit must be one of {sorted(LENGTH_UNITS)}; got {length_unit!r}.")
-        mesh_mm = mesh if LENGTH_UNITS[length_unit] == 1.0 else mesh.scaled(LENGTH_UNITS[length_unit])
-        _check_spacing(mesh.mean_edge_length, length_unit)
+        mesh_mm = mesh_in_mm(mesh, length_unit)
         dt, time_scale = _in_ap_time(dt, time_unit, time_scale)
         return cls(
             laplacian=huiskamp_laplacian(mesh_mm.vertices, mesh_mm.adjacency),
@@ -123,6 +118,18 @@ class HeartModel(NamedTuple):
     def to_time_unit(self, t):
         """Times ``t`` in AP units (as the methods report them) in the recordings' ``time_unit``."""
         return np.asarray(t, np.float64) * self.time_scale
+
+
+def mesh_in_mm(mesh: Mesh, length_unit: str = "mm") -> Mesh:
+    """``mesh`` (coordinates in ``length_unit``, one of :data:`LENGTH_UNITS`) in mm, after checking
+    that its mean edge is plausible for a heart in that unit (``ValueError`` naming the unit that
+    would fit, as :meth:`HeartModel.from_mesh`)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be an ecgi_jax.geometry.Mesh; got {type(mesh).__name__}.")
+    if length_unit not in LENGTH_UNITS:
+        raise ValueError(f"length_unit must be one of {sorted(LENGTH_UNITS)}; got {length_unit!r}.")
+    _check_spacing(mesh.mean_edge_length, length_unit)
+    return mesh if LENGTH_UNITS[length_unit] == 1.0 else mesh.scaled(LENGTH_UNITS[length_unit])
 
 
 def _check_spacing(mean_edge: float, unit: str) -> None:

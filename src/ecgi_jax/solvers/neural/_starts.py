@@ -126,18 +126,18 @@ def start_solution(
     def misfit(U):
         return float(relative_misfit(Y, jnp.matmul(A, U, precision="highest"), observation))
 
-    def observed(U):  # the gain and offsets of a start, for its info
-        return {} if observation == "identity" else fit_observation(Y, jnp.matmul(A, U, precision="highest"), observation).diagnostics()
+    def observed(obs: Observation) -> dict:  # a start's gain and offsets, for its info
+        return {} if observation == "identity" else obs.diagnostics()
 
     pacing = (found.U, found.V, {"start": "pacing", "pacing_node": found.node, "pacing_onset": found.onset,
-                                 "start_misfit": misfit(found.U), **observed(found.U)})
+                                 "start_misfit": misfit(found.U), **observed(found.observation)})
     if kind == "pacing" or vertices is None:
         return pacing
     fit = shooting_fit(
         Y, A, lap, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=found, observation=observation
     )
     shooting = (fit.U, fit.V, {
-        "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U), **observed(fit.U),
+        "start": "shooting", "pacing_node": fit.node, "pacing_onset": fit.onset, "start_misfit": misfit(fit.U), **observed(fit.observation),
         "start_D": np.asarray(fit.ap_params.D).tolist(), "start_a": float(fit.ap_params.a),
     })
     if kind == "shooting":
@@ -165,7 +165,8 @@ def start_solution(
             best = (U_t, recovery_from_potential(U_t, dt, start_ap_params(ap_params, beat[2])), {
                 **beat[2], "start": "template", "template_from": beat[2]["start"],
                 "template_stretch": name == "template-stretch", "start_misfit": misfits[name],
-                "template_activation_times": np.asarray(fits[name].tau).tolist(), **observed(U_t),
+                "template_activation_times": np.asarray(fits[name].tau).tolist(),
+                **observed(fit_observation(Y, jnp.matmul(A, U_t, precision="highest"), observation)),
             })
     gain = aic["pacing"] - min(aic.values())
     return best[0], best[1], {**best[2], "start_misfits": misfits, "start_aic_gain": float(gain)}
