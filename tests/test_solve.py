@@ -289,6 +289,65 @@ def test_one_heart_model_serves_every_method_as_its_own_operators_would():
         solve(Y, A, method="tikhonov-2", heart={"laplacian": L})
 
 
+def test_every_method_has_a_typed_class_made_from_its_own_signature():
+    import inspect
+    import pickle
+
+    from ecgi_jax import METHODS, Method, method_options, methods
+
+    for name in METHODS:
+        cls = methods.method_class(name)
+        assert issubclass(cls, Method) and cls.method_name == name and methods.method_class(name) is cls
+        params = inspect.signature(cls).parameters
+        assert {k: p.default for k, p in params.items()} == method_options(name), name
+        assert all(p.kind is p.KEYWORD_ONLY for p in params.values()), name
+        assert cls().name == name and cls() == Method(name)
+    assert methods.Tikhonov2 is methods.method_class("tikhonov-2") and methods.EANDARN.method_name == "eand-arn"
+    # Typed: the annotations of the method's options, and the checks of Method when an object is made.
+    assert inspect.signature(methods.Tikhonov2).parameters["lam"].annotation == "float | None"
+    with pytest.raises(TypeError, match="'k' is now 'rank'"):
+        methods.TSVD(k=3)
+    with pytest.raises(TypeError, match="option rank must be a real number"):
+        methods.TSVD(rank="3")
+    with pytest.raises(TypeError):
+        methods.TSVD(3)  # settings are keywords
+    m = methods.TSVD(rank=3)
+    assert m.rank == 3 and m.lambda_rule == "gcv" and m == Method("tsvd", rank=3) and hash(m) == hash(Method("tsvd", rank=3))
+    assert repr(m) == "TSVD(rank=3)" and type(m.replace(rank=4)) is methods.TSVD and m.replace(rank=4).rank == 4
+    assert type(pickle.loads(pickle.dumps(m))) is methods.TSVD and pickle.loads(pickle.dumps(m)) == m
+    with pytest.raises(AttributeError, match="no setting 'bogus'"):
+        m.bogus
+    Y, A, L, _ = _small()
+    np.testing.assert_array_equal(
+        np.asarray(solve(Y, A, method=methods.Tikhonov2(lambda_rule="lcurve"), laplacian=L).U),
+        np.asarray(solve(Y, A, method="tikhonov-2", lambda_rule="lcurve", laplacian=L).U),
+    )
+
+
+def test_a_method_registered_anew_gets_a_new_class():
+    from ecgi_jax import methods, register_method
+    from ecgi_jax._registry import _REGISTRY, METHODS
+
+    def first(Y, A, *, scale: float = 1.0):
+        return Solution(scale * (A.T @ Y), "scaled-adjoint", {}, {})
+
+    def second(Y, A, *, scale: float = 2.0, shift: float = 0.0):
+        return Solution(scale * (A.T @ Y) + shift, "scaled-adjoint", {}, {})
+
+    try:
+        register_method("scaled-adjoint", first, "A scaled adjoint (test).")
+        old = methods.method_class("scaled-adjoint")
+        assert old.__name__ == "ScaledAdjoint" and old().scale == 1.0
+        register_method("scaled-adjoint", second, "A scaled adjoint (test).")
+        new = methods.method_class("scaled-adjoint")
+        assert new is not old and new().scale == 2.0 and new(shift=1.0).shift == 1.0
+        Y, A, _, _ = _small()
+        np.testing.assert_allclose(np.asarray(solve(Y, A, method=new(shift=1.0)).U), np.asarray(2.0 * (A.T @ Y) + 1.0), rtol=1e-5, atol=1e-5)
+    finally:
+        _REGISTRY.pop("scaled-adjoint", None)
+        METHODS.pop("scaled-adjoint", None)
+
+
 def test_a_method_object_is_the_name_and_settings_checked_once():
     from ecgi_jax import Method, solve_batch
 

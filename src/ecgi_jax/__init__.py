@@ -11,10 +11,11 @@ from ._batch import solve_batch
 from .solvers.neural import _methods as _neural_methods  # registers "eand-arn" and "pdl"
 from .solvers.shooting import _methods as _shooting_methods  # registers "ap-shooting" and "hybrid"
 from .solvers.activation import _methods as _activation_methods  # registers "activation-based"
+from . import methods  # one typed class per method, made from the registry: after the registrations
 
 __all__ = [
     "geometry", "operators", "forward", "ep", "synthetic", "metrics", "datasets", "io", "activation",
-    "solve", "Method", "Solution", "Result", "SolveError", "register_method", "METHODS", "methods_table", "method_options",
+    "solve", "Method", "methods", "Solution", "Result", "SolveError", "register_method", "METHODS", "methods_table", "method_options",
     "solve_batch",
 ]
 

@@ -229,16 +229,19 @@ def _check_time_samples(params, options, n_t, method):
         )
 
 
-@dataclasses.dataclass(frozen=True, init=False)
+@dataclasses.dataclass(frozen=True, init=False, eq=False)
 class Method:
     """A method and its settings as one immutable value: ``Method("tikhonov-2", lambda_rule="lcurve")``.
 
     The names and types of the settings are checked when the object is made (as :func:`solve`
     checks them), so a sweep's configurations fail at once, not hours into the sweep. Give it to
     :func:`solve` or :func:`~ecgi_jax.solve_batch` as ``method=``; extra keyword options there are
-    added to (and may not repeat) its own. ``defaults`` lists every setting the method runs with;
-    ``replace(**changes)`` gives a changed copy. The string names remain the short form (the CLI
-    and config files use them).
+    added to (and may not repeat) its own. A setting reads as an attribute (``m.lambda_rule``; a
+    setting not given reads as the method's default), ``defaults`` lists every setting the method
+    runs with and ``replace(**changes)`` gives a changed copy. :mod:`ecgi_jax.methods` has one
+    typed class per method (``methods.Tikhonov2(lambda_rule="lcurve")``: the same value, with the
+    settings in its signature); the string names remain the short form (the CLI and config files
+    use them).
     """
 
     name: str
@@ -265,12 +268,35 @@ class Method:
         """Every setting the method runs with: its defaults updated by the given ones."""
         return {**method_options(self.name), **self.settings}
 
+    def __getattr__(self, item):
+        # Only for names that are not attributes: a setting, given or default. Dunder lookups (pickle,
+        # copy) and a half-built object (no ``options`` yet) are plain misses.
+        if item.startswith("__") or "options" not in self.__dict__:
+            raise AttributeError(item)
+        defaults = self.defaults
+        if item not in defaults:
+            raise AttributeError(f"{type(self).__name__} has no setting {item!r}; its settings: {', '.join(defaults)}.")
+        return defaults[item]
+
     def replace(self, **changes) -> "Method":
-        return Method(self.name, **{**self.settings, **changes})
+        """A copy with ``changes`` to the settings (checked as when made), of the same class."""
+        settings = {**self.settings, **changes}
+        return Method(self.name, **settings) if type(self) is Method else type(self)(**settings)
+
+    # One value whichever way it is written: ``Method("tsvd", rank=3) == methods.TSVD(rank=3)``.
+    def __eq__(self, other):
+        if not isinstance(other, Method):
+            return NotImplemented
+        return (self.name, self.options) == (other.name, other.options)
+
+    def __hash__(self):
+        return hash((self.name, self.options))
 
     def __repr__(self) -> str:
-        args = "".join(f", {k}={v!r}" for k, v in self.options)
-        return f"Method({self.name!r}{args})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.options)
+        if type(self) is Method:
+            return f"Method({self.name!r}{', ' if args else ''}{args})"
+        return f"{type(self).__name__}({args})"
 
 
 def method_and_options(method, options: dict) -> tuple[str, dict]:

@@ -25,7 +25,7 @@ iterations to tol_rel = 1e-3.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,11 @@ from ._lambda import DEFAULT_RULE, RULES, estimate_noise, select_lambda
 from ._sparse_reg import admm_l1, lp_lq, lp_lq_objective, lp_lq_weight, normal_factor, sparse_penalty
 from ._spatiotemporal import select_spatiotemporal, spatiotemporal, spatiotemporal_path, temporal_operator
 from ._tikhonov import as_matrix, factorize, tikhonov_from_factor, tikhonov_path, tsvd_path
+
+# Annotations of the methods' options (read by ``ecgi_jax.methods`` and ``solve``'s type checks).
+ArrayLike = Any  # an array, or anything np.asarray takes
+Operator = Union[Any, SparseOperator]  # a dense (K, N) array, a scipy.sparse matrix or a SparseOperator
+Adjacency = Sequence  # the 1-ring, CSR (indptr, indices)
 
 __all__ = ["spatial_operator", "pin_constant_mode", "zero_mean", "check_tsvd_rank"]
 
@@ -228,19 +233,31 @@ def _tikhonov_impl(order, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth
     return Solution(X, f"tikhonov-{order}", diag, {})
 
 
-def _tikhonov0(Y, A, *, lam=None, lambda_rule=DEFAULT_RULE, lambdas=None, noise_std=None, tau=1.0, truth=None):
+def _tikhonov0(
+    Y, A, *,
+    lam: float | None = None, lambda_rule: str = DEFAULT_RULE, lambdas: ArrayLike | None = None,
+    noise_std: float | None = None, tau: float = 1.0, truth: ArrayLike | None = None,
+):
     return _tikhonov_impl(0, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, None)
 
 
 def _tikhonov1(
-    Y, A, *, lam=None, lambda_rule=DEFAULT_RULE, lambdas=None, gradient=None, vertices=None, adjacency=None,
-    noise_std=None, tau=1.0, truth=None,
+    Y, A, *,
+    lam: float | None = None, lambda_rule: str = DEFAULT_RULE, lambdas: ArrayLike | None = None,
+    gradient: Operator | None = None, vertices: ArrayLike | None = None,
+    adjacency: Adjacency | None = None, noise_std: float | None = None, tau: float = 1.0,
+    truth: ArrayLike | None = None,
 ):
     R = spatial_operator(1, A.shape[1], None, gradient, vertices, adjacency)
     return _tikhonov_impl(1, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
 
-def _tikhonov2(Y, A, *, lam=None, lambda_rule=DEFAULT_RULE, lambdas=None, laplacian=None, noise_std=None, tau=1.0, truth=None):
+def _tikhonov2(
+    Y, A, *,
+    lam: float | None = None, lambda_rule: str = DEFAULT_RULE, lambdas: ArrayLike | None = None,
+    laplacian: Operator | None = None, noise_std: float | None = None, tau: float = 1.0,
+    truth: ArrayLike | None = None,
+):
     R = spatial_operator(2, A.shape[1], laplacian, None, None, None)
     return _tikhonov_impl(2, Y, A, lam, lambda_rule, lambdas, noise_std, tau, truth, R)
 
@@ -251,7 +268,11 @@ def check_tsvd_rank(rank, p: int) -> None:
         raise ValueError(f"option rank must be an integer in [1, {p}]; got {rank!r}.")
 
 
-def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=None):
+def _tsvd(
+    Y, A, *,
+    rank: int | None = None, lambda_rule: str = "gcv", noise_std: float | None = None, tau: float = 1.0,
+    truth: ArrayLike | None = None,
+):
     factor = _factorize(A)
     p = factor.c.shape[0]
     if rank is not None:
@@ -269,9 +290,13 @@ def _tsvd(Y, A, *, rank=None, lambda_rule="gcv", noise_std=None, tau=1.0, truth=
 
 
 def _spatiotemporal(
-    Y, A, *, lam_s=None, lam_t=None, lambda_rule=DEFAULT_RULE, lams_s=None, lams_t=None, order=2,
-    laplacian=None, gradient=None, vertices=None, adjacency=None, dt=0.1, temporal=None, noise_std=None,
-    tau=1.0, truth=None,
+    Y, A, *,
+    lam_s: float | None = None, lam_t: float | None = None, lambda_rule: str = DEFAULT_RULE,
+    lams_s: ArrayLike | None = None, lams_t: ArrayLike | None = None, order: int = 2,
+    laplacian: Operator | None = None, gradient: Operator | None = None,
+    vertices: ArrayLike | None = None, adjacency: Adjacency | None = None, dt: float = 0.1,
+    temporal: ArrayLike | None = None, noise_std: float | None = None, tau: float = 1.0,
+    truth: ArrayLike | None = None,
 ):
     n, n_t = A.shape[1], Y.shape[1]
     R = spatial_operator(order, n, laplacian, gradient, vertices, adjacency)
@@ -473,8 +498,11 @@ _ADMM_DOC = """
 
 
 def _total_variation(
-    Y, A, *, lam=None, lam_scale=1.0, gradient=None, vertices=None, adjacency=None, group=1, rho: float | None = None,
-    max_iter=2000, tol_abs=1e-7, tol_rel=1e-3, relaxation=1.6,
+    Y, A, *,
+    lam: float | None = None, lam_scale: float = 1.0, gradient: Operator | None = None,
+    vertices: ArrayLike | None = None, adjacency: Adjacency | None = None, group: int = 1,
+    rho: float | None = None, max_iter: int = 2000, tol_abs: float = 1e-7, tol_rel: float = 1e-3,
+    relaxation: float = 1.6,
 ):
     """Total variation: ``‖AX − Y‖² + lam·‖GX‖_1`` with ``G`` the surface (``gradient=``) or edge
     (``vertices=``, ``adjacency=``) gradient; ``group=3`` with a ``(3F, N)`` surface gradient gives
@@ -483,7 +511,11 @@ def _total_variation(
     return _admm_method("total-variation", Y, A, R, 1, lam, lam_scale, rho, max_iter, tol_abs, tol_rel, relaxation, group)
 
 
-def _l1(Y, A, *, lam=None, lam_scale=1.0, rho: float | None = None, max_iter=2000, tol_abs=1e-7, tol_rel=1e-3, relaxation=1.6):
+def _l1(
+    Y, A, *,
+    lam: float | None = None, lam_scale: float = 1.0, rho: float | None = None, max_iter: int = 2000,
+    tol_abs: float = 1e-7, tol_rel: float = 1e-3, relaxation: float = 1.6,
+):
     """L1: ``‖AX − Y‖² + lam·‖X‖_1`` (sparse heart potentials).
 
     The prior is that most heart potentials are zero at each time. Activation maps and
@@ -499,8 +531,11 @@ _l1.__doc__ += _ADMM_DOC
 
 
 def _lp_lq_method(
-    Y, A, *, p=2.0, q=1.0, order=1, lam=None, lam_scale=1.0, eps_p: float | None = None, eps_q: float | None = None, laplacian=None, gradient=None,
-    vertices=None, adjacency=None, max_iter=500, tol=1e-4,
+    Y, A, *,
+    p: float = 2.0, q: float = 1.0, order: int = 1, lam: float | None = None, lam_scale: float = 1.0,
+    eps_p: float | None = None, eps_q: float | None = None, laplacian: Operator | None = None,
+    gradient: Operator | None = None, vertices: ArrayLike | None = None,
+    adjacency: Adjacency | None = None, max_iter: int = 500, tol: float = 1e-4,
 ):
     """Lp–Lq: ``Σ φ_p(AX − Y; ε_p) + lam·Σ φ_q(RX; ε_q)`` (``φ_r(t) = (t² + ε²)^{r/2}``), R of
     ``order`` 0 (identity), 1 (gradient) or 2 (Laplacian), by IRLS with a fixed quadratic
@@ -549,8 +584,12 @@ def _lp_lq_method(
 
 
 def _greensite_method(
-    Y, A, *, order=2, n_components: int | None = None, energy: float | None = None, lam=None, lambda_rule="gcv", lambdas=None, laplacian=None, gradient=None,
-    vertices=None, adjacency=None, noise_std=None, tau=1.0, truth=None,
+    Y, A, *,
+    order: int = 2, n_components: int | None = None, energy: float | None = None,
+    lam: float | None = None, lambda_rule: str = "gcv", lambdas: ArrayLike | None = None,
+    laplacian: Operator | None = None, gradient: Operator | None = None,
+    vertices: ArrayLike | None = None, adjacency: Adjacency | None = None,
+    noise_std: float | None = None, tau: float = 1.0, truth: ArrayLike | None = None,
 ):
     """Greensite's isotropy method: Tikhonov of ``order`` on each of the ``n_components`` leading temporal
     SVD components of ``Y`` with its own λ (``lambda_rule``: gcv, lcurve, creso, discrepancy,
