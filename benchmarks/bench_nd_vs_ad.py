@@ -34,10 +34,10 @@ def _networks(quick: bool) -> dict:
 def run(args) -> dict:
     from flax import nnx
 
-    from ecgi_jax.ep import APParams, ap_residual, ap_rhs
+    from ecgi_jax.ep import APParams, APProblem, ap_residual, ap_rhs
     from ecgi_jax.operators import SparseOperator
     from ecgi_jax.solvers.neural import (
-        EANDARNConfig, InverseProblem, build_model, evaluate_fields, make_inputs, physics_loss,
+        EANDARNConfig, build_model, evaluate_fields, make_inputs, physics_loss,
     )
     from ecgi_jax.solvers.neural._fields import fields_and_time_derivatives
 
@@ -49,8 +49,8 @@ def run(args) -> dict:
     Y, A = jnp.asarray(case["Y"], dtype), jnp.asarray(case["A"], dtype)
     lap = SparseOperator.from_scipy(case["laplacian"], dtype)
     ap = jax.tree.map(lambda x: jnp.asarray(x, dtype), APParams())
-    problem = InverseProblem(Y, A, lap, jnp.asarray(case["dt"], dtype), ap,
-                             make_inputs(Y, jnp.asarray(case["vertices"], dtype), case["dt"]))
+    verts = jnp.asarray(case["vertices"], dtype)
+    problem = APProblem(Y, A, lap, verts, ap, jnp.asarray(case["dt"], dtype), make_inputs(Y, verts, case["dt"]))
     t_idx = jnp.arange(n_samples)
     n = A.shape[1]
     rows = []
@@ -60,12 +60,12 @@ def run(args) -> dict:
 
         def residual_nd(p, pr):
             U, V = evaluate_fields(graphdef, (p, fixed), pr.inputs, t_idx, "coordinate")
-            ru, rv = ap_residual(U, V, pr.laplacian, pr.ap, pr.dt, stencil_order=4, mode="same")
+            ru, rv = ap_residual(U, V, pr.laplacian, pr.ap_params, pr.dt, stencil_order=4, mode="same")
             return jnp.mean(ru**2) + jnp.mean(rv**2)
 
         def residual_ad(p, pr):
             U, V, dU, dV = fields_and_time_derivatives(graphdef, (p, fixed), pr.inputs, t_idx)
-            fu, fv = ap_rhs(U, V, pr.laplacian @ U, pr.ap)
+            fu, fv = ap_rhs(U, V, pr.laplacian @ U, pr.ap_params)
             return jnp.mean((dU - fu) ** 2) + jnp.mean((dV - fv) ** 2)
 
         def loss(derivative):

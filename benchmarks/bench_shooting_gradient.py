@@ -30,9 +30,9 @@ SUBSTEPS = 5
 def run(args) -> dict:
     import dataclasses
 
-    from ecgi_jax.ep import APParams
+    from ecgi_jax.ep import APParams, APProblem
     from ecgi_jax.operators import SparseOperator
-    from ecgi_jax.solvers.shooting import ShootingConfig, ShootingProblem, misfit, residual_and_jacobian, shoot
+    from ecgi_jax.solvers.shooting import ShootingConfig, misfit, residual_and_jacobian, shoot
 
     horizons = (500, 1500) if args.quick else (3000, 10000)
     reps = args.repeats or (3 if args.quick else 5)
@@ -48,7 +48,7 @@ def run(args) -> dict:
     for S in horizons:
         n_samples = S // SUBSTEPS + 1  # pad = 0: the horizon is exactly S sub-steps
         cfg = ShootingConfig(n_samples=n_samples, substeps=SUBSTEPS, pad=0, fit_D=True, checkpoint=False)
-        prob = ShootingProblem(jnp.zeros((A.shape[0], n_samples), dtype), A, lap, jnp.asarray(verts, dtype), params,
+        prob = APProblem(jnp.zeros((A.shape[0], n_samples), dtype), A, lap, jnp.asarray(verts, dtype), params,
                                jnp.asarray(case["dt"], dtype))
         U, _ = jax.jit(shoot, static_argnames="config")(theta_true, prob, cfg)
         prob = dataclasses.replace(prob, Y=jnp.matmul(A, U, precision="highest"))

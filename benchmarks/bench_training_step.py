@@ -51,15 +51,15 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
     """One EAND-ARN / P-DL training step from the library's pieces.
 
     Returns ``(step, state, problem, parts)``: ``step(state, problem, key) -> (state, terms)`` (the
-    library's guarded Adam step), its initial state, the :class:`InverseProblem` pytree, and
+    library's guarded Adam step), its initial state, the :class:`~ecgi_jax.ep.APProblem` pytree, and
     ``parts`` (``graphdef``, ``loss_fn``, ``sample``) for the profile.
     """
     from flax import nnx
 
-    from ecgi_jax.ep import APParams
+    from ecgi_jax.ep import APParams, APProblem
     from ecgi_jax.operators import SparseOperator, stencil
     from ecgi_jax.solvers.neural import (
-        TERMS, EANDARNConfig, InverseProblem, TrainConfig, TrainState, build_model, combine_terms, make_inputs,
+        TERMS, EANDARNConfig, TrainConfig, TrainState, build_model, combine_terms, make_inputs,
         make_optimizer, make_step, physics_loss,
     )
 
@@ -71,8 +71,8 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
     n = A.shape[1]
     lap = SparseOperator.from_scipy(case["laplacian"], dtype)
     ap = jax.tree.map(lambda x: jnp.asarray(x, dtype), APParams())
-    inputs = make_inputs(Y, jnp.asarray(case["vertices"], dtype), case["dt"])
-    problem = InverseProblem(Y, A, lap, jnp.asarray(case["dt"], dtype), ap, inputs)
+    verts = jnp.asarray(case["vertices"], dtype)
+    problem = APProblem(Y, A, lap, verts, ap, jnp.asarray(case["dt"], dtype), make_inputs(Y, verts, case["dt"]))
     model = build_model(cfg, n, m, jax.random.PRNGKey(key))
     graphdef, net, fixed = nnx.split(model, nnx.Param, ...)
     params = {"net": net, "fixed": fixed}
@@ -85,7 +85,7 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
         terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, stencil_order=cfg.stencil_order, derivative=cfg.derivative)
         return combine_terms(terms, weights, p.get("log_sigma")), terms
 
-    r = stencil(1, cfg.order).radius
+    r = stencil(1, cfg.stencil_order).radius
     if cfg.derivative == "autodiff":
         sample = lambda k: jax.random.randint(k, (cfg.windows,), 0, n_t)  # noqa: E731 collocation times
     elif cfg.windows is None:

@@ -7,10 +7,9 @@ import pytest
 from flax import nnx
 
 from ecgi_jax import geometry, operators
-from ecgi_jax.ep import APParams, simulate
+from ecgi_jax.ep import APParams, APProblem, simulate
 from ecgi_jax.solvers.neural import (
     EANDARNConfig,
-    InverseProblem,
     TrainConfig,
     eand_arn,
     evaluate_fields,
@@ -35,7 +34,7 @@ def tiny():
 
 def _problem(mesh, lap, A, Y, base=None):
     inputs = make_inputs(Y, jnp.asarray(mesh.vertices, Y.dtype), 0.1, *(base or (None, None)))
-    return InverseProblem(Y, A, lap.astype(Y.dtype), jnp.asarray(0.1, Y.dtype), APParams(), inputs)
+    return APProblem(Y, A, lap.astype(Y.dtype), jnp.asarray(mesh.vertices, Y.dtype), APParams(), jnp.asarray(0.1, Y.dtype), inputs)
 
 
 @pytest.mark.parametrize("mode", ["body", "coordinate"])

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from ecgi_jax import geometry, operators, solve
-from ecgi_jax.ep import APParams, simulate
+from ecgi_jax.ep import APParams, APProblem, simulate
 from ecgi_jax.solvers.shooting import (
     ShootingConfig,
-    ShootingProblem,
     levenberg_marquardt,
     misfit,
     parameter_bounds,
@@ -66,7 +65,7 @@ def test_trajectory_is_the_simulator_and_checkpoint_changes_nothing():
 def test_onset_shift_delays_the_beat_by_whole_samples(sphere):
     mesh, lap, A, U, Y = sphere
     cfg = ShootingConfig(n_samples=N_T, substeps=5, pad=3, fit_D=False, checkpoint=False)
-    prob = ShootingProblem(Y, A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
+    prob = APProblem(Y, A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
     th = jnp.asarray(list(mesh.vertices[NODE]) + [np.log(1.0), 0.0], jnp.float32)
     U0, _ = shoot(th, prob, cfg)
     U3, _ = shoot(th.at[4].set(0.3), prob, cfg)  # 3 samples later: rest, then the same beat
@@ -82,7 +81,7 @@ def test_misfit_gradient_matches_finite_differences(x64):
     lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency, dtype=jnp.float64)
     A = jnp.asarray(_leads(mesh.vertices, 8), jnp.float64)
     cfg = ShootingConfig(n_samples=10, substeps=3, pad=2, fit_D=True, fit_a=True, checkpoint=True)
-    prob = ShootingProblem(
+    prob = APProblem(
         jnp.zeros((8, 10)), A, lap, jnp.asarray(mesh.vertices), jax.tree.map(jnp.float64, APParams()), jnp.asarray(0.1)
     )
     th0 = np.concatenate([mesh.vertices[5] + [0.7, -0.4, 0.3], [np.log(3.0), 0.13, 0.1, 0.2]])
@@ -144,7 +143,7 @@ def test_multistart_equals_a_loop_mapped_or_vmapped(sphere):
     vmapped LM (where that skip is a select) both reproduce one-start-at-a-time LM."""
     mesh, lap, A, U, Y = sphere
     cfg = ShootingConfig(n_samples=N_T, substeps=5, pad=10, fit_D=True, checkpoint=False)
-    prob = ShootingProblem(_noisy(Y, 0.05), A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
+    prob = APProblem(_noisy(Y, 0.05), A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
     h = _spacing(mesh.vertices, mesh.adjacency)
     lo, hi = (jnp.asarray(b, jnp.float32) for b in parameter_bounds(mesh.vertices, h, cfg, 0.1))
     starts = jnp.asarray(
@@ -206,7 +205,7 @@ def test_staged_a_fit_records_first_stage_results_as_valid_full_model_parameters
                        max_iter=4, refine=0)
     assert fit.names[-1] == "logit_a" and fit.lm.theta.shape == (3, 7)
     np.testing.assert_array_equal(np.asarray(fit.lm.theta[:2, -1]), 0.0)
-    prob = ShootingProblem(Yn, A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
+    prob = APProblem(Yn, A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
     for k in range(3):
         np.testing.assert_allclose(float(misfit(fit.lm.theta[k], prob, fit.config)), float(fit.lm.cost[k]), rtol=1e-4)
     # the freed stage starts from the best fixed-a fit and can only improve on it

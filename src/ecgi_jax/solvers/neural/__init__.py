@@ -3,14 +3,14 @@ its predecessor P-DL (plain MLP + autodiff in time)."""
 
 from ._eand_arn import EANDARNConfig, NeuralFit, build_model, eand_arn, recovery_from_potential, start_solution
 from ._fields import FieldInputs, evaluate_fields, make_inputs
-from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
+from ._loss import TERMS, combine_terms, physics_loss
 from ._networks import AdaptiveBlock, AdaptiveResNet, PDLNet
 from ._train import GradNormBalance, TrainConfig, TrainState, grad_norm_weights, make_optimizer, make_step, run_training
 
 __all__ = [
     "EANDARNConfig", "NeuralFit", "build_model", "eand_arn", "recovery_from_potential", "start_solution",
     "FieldInputs", "evaluate_fields", "make_inputs",
-    "TERMS", "InverseProblem", "combine_terms", "physics_loss",
+    "TERMS", "combine_terms", "physics_loss",
     "AdaptiveBlock", "AdaptiveResNet", "PDLNet",
     "TrainConfig", "TrainState", "GradNormBalance", "grad_norm_weights", "make_optimizer", "make_step", "run_training",
 ]

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ...ep import APParams
+from ...ep import APParams, APProblem
 from ...forward import check_observation
 from ...operators import SparseOperator, stencil
 from ._fields import MODES, FieldInputs, evaluate_fields, make_inputs
-from ._loss import TERMS, InverseProblem, combine_terms, physics_loss
+from ._loss import TERMS, combine_terms, physics_loss
 from ._networks import ACTIVATIONS, AdaptiveResNet, FreeGrid, PDLNet
 from ._starts import observation_of, recovery_from_potential, start_ap_params, start_solution
 from ._train import GradNormBalance, TrainConfig, TrainState, lbfgs_refine, make_optimizer, make_step, run_training
@@ -198,7 +198,7 @@ class EANDARNSetup(NamedTuple):
     :func:`eand_arn_batch` stacks along a batch axis."""
 
     state: TrainState
-    problem: InverseProblem
+    problem: APProblem
     key: jax.Array  # the training loop's key
     graphdef: object  # static network structure (equal for problems of equal shapes and config)
     info: dict  # how the start solution was obtained
@@ -253,7 +253,7 @@ def setup_eand_arn(
         info_start = {**info_start, "start_potentials": U0}
     residual = cfg.init == "residual"
     inputs = make_inputs(Y, verts, dt, U0 if residual else None, V0 if residual else None)
-    problem = InverseProblem(Y, A, lap, jnp.asarray(dt, dtype), ap, inputs)
+    problem = APProblem(Y, A, lap, verts, ap, jnp.asarray(dt, dtype), inputs)
 
     k_model, k_fit, k_train = jax.random.split(key, 3)
     model = build_model(cfg, n, m, k_model, n_samples=n_t, dtype=dtype)
@@ -295,7 +295,7 @@ def make_eand_arn_loss(graphdef, config: EANDARNConfig, dtype):
     weights = jnp.asarray(cfg.weights, dtype)
 
     def loss_fn(p, problem, t_idx, w=weights):
-        problem = problem._replace(ap=fitted_ap_params(problem.ap, p.get("physics")))
+        problem = dataclasses.replace(problem, ap_params=fitted_ap_params(problem.ap_params, p.get("physics")))
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
         terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, stencil_order=cfg.stencil_order, derivative=cfg.derivative)
         return combine_terms(terms, w, p.get("log_sigma")), terms
@@ -420,7 +420,7 @@ def eand_arn(
         info["lbfgs_s"] = time.perf_counter() - t0
         info["lbfgs_final_loss"] = float(loss_fn(params, problem, jnp.arange(n_t))[0])
     U, V = fields(params, problem)
-    return _neural_fit(U, V, params, graphdef, history, info, setup.info, problem.ap, state.weights)
+    return _neural_fit(U, V, params, graphdef, history, info, setup.info, problem.ap_params, state.weights)
 
 
 def _step_settings(config: EANDARNConfig) -> dict:
@@ -512,6 +512,6 @@ def eand_arn_batch(
         params = jax.tree.map(lambda x: x[b], state.params)
         weights = None if state.weights is None else state.weights[b]
         fits.append(
-            _neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info, setups[b].problem.ap, weights)
+            _neural_fit(U[b], V[b], params, graphdef, histories[b], infos[b], setups[b].info, setups[b].problem.ap_params, weights)
         )
     return fits

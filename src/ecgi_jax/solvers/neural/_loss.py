@@ -9,32 +9,18 @@ numerical differentiation) or by forward-mode autodiff through the network's tim
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
-from ...ep import APParams, ap_residual, ap_rhs
-from ...operators import SparseOperator
-from ._fields import FieldInputs, evaluate_fields, fields_and_time_derivatives
+from ...ep import APProblem, ap_residual, ap_rhs
+from ._fields import evaluate_fields, fields_and_time_derivatives
 
-__all__ = ["TERMS", "InverseProblem", "physics_loss", "combine_terms"]
+__all__ = ["TERMS", "physics_loss", "combine_terms"]
 
 #: Loss terms, in the order of weight vectors.
 TERMS = ("data", "phys_u", "phys_v", "tik0", "tik2")
 
 _HI = jax.lax.Precision.HIGHEST
-
-
-class InverseProblem(NamedTuple):
-    """Everything the loss needs about one patient (a pytree: stack along axis 0 to vmap)."""
-
-    Y: jax.Array  # (m, t) body potentials
-    A: jax.Array  # (m, n) transfer matrix
-    laplacian: SparseOperator  # (n, n)
-    dt: jax.Array  # sample spacing
-    ap: APParams
-    inputs: FieldInputs
 
 
 def combine_terms(terms: jax.Array, weights: jax.Array, log_sigma: jax.Array | None):
@@ -47,7 +33,7 @@ def combine_terms(terms: jax.Array, weights: jax.Array, log_sigma: jax.Array | N
     return jnp.sum(jnp.where(active, weights * terms / s2 + jnp.log1p(s2), 0.0))
 
 
-def physics_loss(net_params, graphdef, problem: InverseProblem, t_idx, *, mode: str, stencil_order: int, derivative: str):
+def physics_loss(net_params, graphdef, problem: APProblem, t_idx, *, mode: str, stencil_order: int, derivative: str):
     """Loss terms ``(len(TERMS),)`` at the time samples ``t_idx``.
 
     ``t_idx`` is ``(t,)`` for the full batch (residual with one-sided stencils at the ends) or
@@ -58,18 +44,18 @@ def physics_loss(net_params, graphdef, problem: InverseProblem, t_idx, *, mode: 
     p = problem
     if derivative == "autodiff":
         U, V, dU, dV = fields_and_time_derivatives(graphdef, net_params, p.inputs, t_idx)
-        fu, fv = ap_rhs(U, V, p.laplacian @ U, p.ap)
+        fu, fv = ap_rhs(U, V, p.laplacian @ U, p.ap_params)
         ru, rv = dU - fu, dV - fv
         # P-DL fits the data on the whole grid every step; physics only at the collocation times.
         data_idx = jnp.arange(p.Y.shape[1])
         Uc, _ = evaluate_fields(graphdef, net_params, p.inputs, data_idx, "coordinate")
     elif t_idx.ndim == 1:
         U, V = evaluate_fields(graphdef, net_params, p.inputs, t_idx, mode)
-        ru, rv = ap_residual(U, V, p.laplacian, p.ap, p.dt, stencil_order=stencil_order, mode="same")
+        ru, rv = ap_residual(U, V, p.laplacian, p.ap_params, p.dt, stencil_order=stencil_order, mode="same")
         Uc, data_idx = U, t_idx
     else:
         U, V = evaluate_fields(graphdef, net_params, p.inputs, t_idx, mode)  # (n, b, w)
-        ru, rv = ap_residual(U, V, p.laplacian, p.ap, p.dt, stencil_order=stencil_order, mode="valid")  # (n, b, 1)
+        ru, rv = ap_residual(U, V, p.laplacian, p.ap_params, p.dt, stencil_order=stencil_order, mode="valid")  # (n, b, 1)
         Uc = U.reshape(U.shape[0], -1)
         data_idx = t_idx.reshape(-1)
     Yd = p.Y[:, data_idx]

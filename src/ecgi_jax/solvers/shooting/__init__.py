@@ -10,7 +10,6 @@ from ._shooting import (
     LMResult,
     ShootingConfig,
     ShootingFit,
-    ShootingProblem,
     laplace_covariance,
     levenberg_marquardt,
     misfit,
@@ -24,6 +23,6 @@ from ._shooting import (
 
 __all__ = [
     "PacingSearch", "farthest_point_sample", "pacing_search",
-    "ShootingConfig", "ShootingProblem", "LMResult", "ShootingFit", "trajectory", "shoot", "residual", "misfit",
+    "ShootingConfig", "LMResult", "ShootingFit", "trajectory", "shoot", "residual", "misfit",
     "residual_and_jacobian", "levenberg_marquardt", "laplace_covariance", "parameter_bounds", "shooting_fit",
 ]

@@ -45,14 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...ep import APParams, activation_times, integrate, stable_substeps
+from ...ep import APParams, APProblem, activation_times, integrate, stable_substeps
 from ...forward import Observation, check_observation, fit_observation, misfit_scale, observed_residual
 from ...operators import SparseOperator, csr_adjacency
 from ._pacing import PacingSearch, pacing_search
 
 __all__ = [
     "ShootingConfig",
-    "ShootingProblem",
     "LMResult",
     "ShootingFit",
     "trajectory",
@@ -106,27 +105,6 @@ class ShootingConfig:
         return len(self.names)
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class ShootingProblem:
-    """The data and operators of one shooting problem (a pytree: passed into jitted code).
-
-    Attributes:
-        Y: ``(m, t)`` body potentials; A: ``(m, n)`` transfer matrix.
-        laplacian: the heart Laplacian (:class:`~ecgi_jax.operators.SparseOperator` or dense).
-        vertices: ``(n, 3)`` heart node coordinates.
-        ap_params: the reference :class:`~ecgi_jax.ep.APParams` (``D₀``, ``a₀`` and the fixed rest).
-        dt: sample spacing.
-    """
-
-    Y: jax.Array
-    A: jax.Array
-    laplacian: SparseOperator | jax.Array
-    vertices: jax.Array
-    ap_params: APParams
-    dt: jax.Array
-
-
 # ----------------------------------------------------------------------------------------------
 # the forward model θ → U
 
@@ -159,7 +137,7 @@ def trajectory(laplacian, ap_params: APParams, u0, v0, dt, *, n_samples: int, su
     return jnp.concatenate([u0[:, None], us.T], axis=1), jnp.concatenate([v0[:, None], vs.T], axis=1)
 
 
-def _unpack(theta, problem: ShootingProblem, config: ShootingConfig):
+def _unpack(theta, problem: APProblem, config: ShootingConfig):
     centre, width, onset = theta[:3], jnp.exp(theta[3]), theta[4]
     p = problem.ap_params
     i = 5
@@ -190,7 +168,7 @@ def _shift(X, onset, dt, n_out: int):
     return p1 + 0.5 * f * (p2 - p0 + f * (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3 + f * (3.0 * (p1 - p2) + p3 - p0)))
 
 
-def shoot(theta, problem: ShootingProblem, config: ShootingConfig):
+def shoot(theta, problem: APProblem, config: ShootingConfig):
     """The beat ``(U, V)`` ``(n, t)`` of parameters ``theta`` (see the module docstring)."""
     centre, width, onset, params = _unpack(theta, problem, config)
     d2 = jnp.sum((problem.vertices - centre[None, :]) ** 2, axis=1)
@@ -202,21 +180,21 @@ def shoot(theta, problem: ShootingProblem, config: ShootingConfig):
     return _shift(U, onset, problem.dt, config.n_samples), _shift(V, onset, problem.dt, config.n_samples)
 
 
-def residual(theta, problem: ShootingProblem, config: ShootingConfig):
+def residual(theta, problem: APProblem, config: ShootingConfig):
     """``vec(A·U(θ) − Y)`` ``(m·t,)`` (after the best gain and offsets with
     ``config.observation="gain-offset"``)."""
     U, _ = shoot(theta, problem, config)
     return observed_residual(problem.Y, jnp.matmul(problem.A, U, precision=_HI), config.observation).ravel()
 
 
-def misfit(theta, problem: ShootingProblem, config: ShootingConfig):
+def misfit(theta, problem: APProblem, config: ShootingConfig):
     """``‖Y − A·U(θ)‖²_F`` — differentiate with ``jax.grad`` (reverse mode; set
     ``config.checkpoint`` to bound its memory)."""
     r = residual(theta, problem, config)
     return jnp.dot(r, r, precision=_HI)
 
 
-def residual_and_jacobian(theta, problem: ShootingProblem, config: ShootingConfig):
+def residual_and_jacobian(theta, problem: APProblem, config: ShootingConfig):
     """``(r, J)``: the residual ``(m·t,)`` and its Jacobian ``(m·t, p)`` by forward mode (one
     simulation carrying ``p`` tangents; the primal is computed once)."""
     eye = jnp.eye(theta.shape[0], dtype=theta.dtype)
@@ -248,7 +226,7 @@ class LMResult(NamedTuple):
     lam: jax.Array
 
 
-def levenberg_marquardt(theta0, problem: ShootingProblem, config: ShootingConfig, lower, upper, *, max_iter: int = 20, tol: float = 1e-4, lam0: float = 1e-2) -> LMResult:
+def levenberg_marquardt(theta0, problem: APProblem, config: ShootingConfig, lower, upper, *, max_iter: int = 20, tol: float = 1e-4, lam0: float = 1e-2) -> LMResult:
     """Minimise ``‖r(θ)‖²`` by Levenberg–Marquardt from ``theta0``, θ kept in ``[lower, upper]``.
 
     Step: ``(JᵀJ + λ·diag(JᵀJ + ε))·δ = −Jᵀr`` (Marquardt's scaling makes it invariant to the
@@ -300,7 +278,7 @@ def levenberg_marquardt(theta0, problem: ShootingProblem, config: ShootingConfig
     return LMResult(s["theta"], s["cost"], cost0, s["it"], s["acc"], s["converged"], s["lam"])
 
 
-def laplace_covariance(theta, problem: ShootingProblem, config: ShootingConfig, prior_sd):
+def laplace_covariance(theta, problem: APProblem, config: ShootingConfig, prior_sd):
     """Laplace (Gauss–Newton) posterior covariance of θ at an optimum.
 
     ``Σ = (JᵀJ/σ̂² + diag(1/prior_sd²))⁻¹`` with ``σ̂² = ‖r‖²/(m·t − p)`` the residual variance and
@@ -571,7 +549,7 @@ def shooting_fit(
     theta0[:, 4] = onsets
     theta0 = np.clip(theta0, lower, upper)
 
-    problem = ShootingProblem(
+    problem = APProblem(
         Y, A, lap, jnp.asarray(verts, dtype), jax.tree.map(lambda x: jnp.asarray(x, dtype), ap_params), jnp.asarray(dt, dtype)
     )
     lo, hi = jnp.asarray(lower, dtype), jnp.asarray(upper, dtype)
