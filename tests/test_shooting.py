@@ -11,7 +11,7 @@ from ecgi_jax import geometry, operators, solve
 from ecgi_jax.ep import APParams, APProblem, simulate
 from ecgi_jax.solvers.shooting import (
     ShootingConfig,
-    levenberg_marquardt,
+    fit_start,
     misfit,
     parameter_bounds,
     residual_and_jacobian,
@@ -150,12 +150,12 @@ def test_multistart_equals_a_loop_mapped_or_vmapped(sphere):
         [list(mesh.vertices[i]) + [np.log(0.5 * h), 0.0, 0.0] for i in (NODE, 40)], jnp.float32
     )
     multi = _lm_multi(starts, prob, cfg, lo, hi, max_iter=4, tol=1e-4)
-    one = jax.jit(levenberg_marquardt, static_argnames=("config", "max_iter", "tol"))
-    vmapped = jax.jit(jax.vmap(lambda th: levenberg_marquardt(th, prob, cfg, lo, hi, max_iter=4, tol=1e-4)))(starts)
+    one = jax.jit(fit_start, static_argnames=("config", "max_iter", "tol"))
+    vmapped = jax.jit(jax.vmap(lambda th: fit_start(th, prob, cfg, lo, hi, max_iter=4, tol=1e-4)))(starts)
     for k in range(2):
         res = one(starts[k], prob, cfg, lo, hi, max_iter=4, tol=1e-4)
         for batched in (multi, vmapped):
-            np.testing.assert_allclose(batched.theta[k], res.theta, rtol=2e-4, atol=2e-4)
+            np.testing.assert_allclose(batched.x[k], res.x, rtol=2e-4, atol=2e-4)
             np.testing.assert_allclose(batched.cost[k], res.cost, rtol=2e-3)  # float32, batched reductions
             assert int(batched.iterations[k]) == int(res.iterations)
             assert int(batched.accepted[k]) == int(res.accepted)
@@ -203,14 +203,14 @@ def test_staged_a_fit_records_first_stage_results_as_valid_full_model_parameters
     Yn = _noisy(Y, 0.05)
     fit = shooting_fit(Yn, A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, start=[NODE, 40], n_starts=2,
                        max_iter=4, refine=0)
-    assert fit.names[-1] == "logit_a" and fit.lm.theta.shape == (3, 7)
-    np.testing.assert_array_equal(np.asarray(fit.lm.theta[:2, -1]), 0.0)
+    assert fit.names[-1] == "logit_a" and fit.lm.x.shape == (3, 7)
+    np.testing.assert_array_equal(np.asarray(fit.lm.x[:2, -1]), 0.0)
     prob = APProblem(Yn, A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
     for k in range(3):
-        np.testing.assert_allclose(float(misfit(fit.lm.theta[k], prob, fit.config)), float(fit.lm.cost[k]), rtol=1e-4)
+        np.testing.assert_allclose(float(misfit(fit.lm.x[k], prob, fit.config)), float(fit.lm.cost[k]), rtol=1e-4)
     # the freed stage starts from the best fixed-a fit and can only improve on it
     assert float(fit.lm.cost[2]) <= float(jnp.min(fit.lm.cost[:2])) * (1 + 1e-6)
-    np.testing.assert_allclose(fit.starts[2], np.asarray(fit.lm.theta[int(jnp.argmin(fit.lm.cost[:2]))]), rtol=1e-6)
+    np.testing.assert_allclose(fit.starts[2], np.asarray(fit.lm.x[int(jnp.argmin(fit.lm.cost[:2]))]), rtol=1e-6)
 
 
 def test_pacing_search_from_given_candidates_is_local(sphere):

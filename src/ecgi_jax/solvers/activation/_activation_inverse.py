@@ -10,9 +10,10 @@ Laplacian, smooth activation maps). The residual is linear in ``U`` and ``U`` is
 
     J^T J = (A^T A) o (G G^T),   G_i(t) = du_i/dtau_i = -(1 / 2w) sech^2((t - tau_i) / w),
 
-(``o``: elementwise product), and the gradient is ``-sum_t G o (A^T R)``. Levenberg-Marquardt
-steps (damping ``mu * diag``; accepted if the cost decreases, ``mu`` divided by 3, else
-multiplied by 4) run inside one ``lax.fori_loop`` per stage. A continuation on the width
+(``o``: elementwise product), and the gradient is ``-sum_t G o (A^T R)``. The solvers'
+Levenberg-Marquardt (:func:`~ecgi_jax.solvers.levenberg_marquardt`: this ``N × N`` system only at
+accepted points) runs ``max_iter`` iterations per stage, the damping carried from one stage to the
+next. A continuation on the width
 (``width_start`` -> ``width`` over ``stages`` geometric stages) keeps the non-convex fit out of the
 flat tails of tanh at the start.
 """
@@ -23,6 +24,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from .._levenberg_marquardt import levenberg_marquardt
 
 __all__ = ["upstroke", "activation_cost", "gauss_newton_system", "fit_activation_times"]
 
@@ -52,22 +55,6 @@ def gauss_newton_system(tau, Y, A, t, width, lam, ata, ltl):
     return grad, h
 
 
-def _lm_stage(tau, mu, Y, A, L, t, width, lam, ata, ltl, n_iter):
-    def cost(x):
-        return activation_cost(x, Y, A, L, t, width, lam)
-
-    def body(_, state):
-        tau, mu, f = state
-        grad, h = gauss_newton_system(tau, Y, A, t, width, lam, ata, ltl)
-        damp = mu * (jnp.diag(h) + 1e-12 * jnp.max(jnp.diag(h)))
-        step = jnp.linalg.solve(h + jnp.diag(damp), -grad)
-        f_new = cost(tau + step)
-        ok = f_new < f
-        return (jnp.where(ok, tau + step, tau), jnp.where(ok, mu / 3.0, mu * 4.0), jnp.where(ok, f_new, f))
-
-    return jax.lax.fori_loop(0, n_iter, body, (tau, mu, cost(tau)))
-
-
 @functools.partial(jax.jit, static_argnames=("max_iter", "stages"))
 def fit_activation_times(Y, A, L, t, tau0, width, width_start, lam, *, max_iter: int = 30, stages: int = 4):
     """Levenberg-Marquardt fit of the activation times (module docstring).
@@ -85,10 +72,15 @@ def fit_activation_times(Y, A, L, t, tau0, width, width_start, lam, *, max_iter:
     ata = jnp.matmul(A.T, A, precision="highest")
     ltl = jnp.matmul(L.T, L, precision="highest")
     ratio = (width / width_start) ** (1.0 / max(stages - 1, 1))
-    tau, mu = tau0, jnp.asarray(1e-2, Y.dtype)
+    tau, damping = tau0, jnp.asarray(1e-2, Y.dtype)
     costs = []
     for s in range(stages):
         w = width_start * ratio**s if stages > 1 else width
-        tau, mu, f = _lm_stage(tau, mu, Y, A, L, t, w, lam, ata, ltl, max_iter)
-        costs.append(f)
+        fit = levenberg_marquardt(
+            lambda x: activation_cost(x, Y, A, L, t, w, lam),  # noqa: B023  (called within the iteration)
+            lambda x: gauss_newton_system(x, Y, A, t, w, lam, ata, ltl),  # noqa: B023
+            tau, max_iter=max_iter, tol=0.0, lam0=damping, increase=4.0, damping_floor=1e-12,
+        )
+        tau, damping = fit.x, fit.lam
+        costs.append(fit.cost)
     return tau, jnp.stack(costs)

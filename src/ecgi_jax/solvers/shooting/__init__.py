@@ -7,11 +7,10 @@ The ``solve()`` methods ``"ap-shooting"`` and ``"hybrid"`` live in ``_methods``.
 
 from ._pacing import PacingSearch, farthest_point_sample, pacing_search
 from ._shooting import (
-    LMResult,
     ShootingConfig,
     ShootingFit,
     laplace_covariance,
-    levenberg_marquardt,
+    fit_start,
     misfit,
     parameter_bounds,
     residual,
@@ -23,6 +22,6 @@ from ._shooting import (
 
 __all__ = [
     "PacingSearch", "farthest_point_sample", "pacing_search",
-    "ShootingConfig", "LMResult", "ShootingFit", "trajectory", "shoot", "residual", "misfit",
-    "residual_and_jacobian", "levenberg_marquardt", "laplace_covariance", "parameter_bounds", "shooting_fit",
+    "ShootingConfig", "ShootingFit", "trajectory", "shoot", "residual", "misfit",
+    "residual_and_jacobian", "fit_start", "laplace_covariance", "parameter_bounds", "shooting_fit",
 ]

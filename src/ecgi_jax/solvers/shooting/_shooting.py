@@ -29,7 +29,7 @@ full ``J`` is what Gauss–Newton wants, so forward mode it is. Reverse mode wit
 checkpointing is offered by :func:`misfit` ``+ jax.grad`` (used by the tests and the gradient
 benchmark, and the right choice once θ has hundreds of entries, e.g. a per-node field).
 
-The optimiser is Levenberg–Marquardt (:func:`levenberg_marquardt`), run from several starts.
+The optimiser is the solvers' Levenberg–Marquardt (:func:`fit_start`), run from several starts.
 The uncertainty is the Laplace (Gauss–Newton) approximation at the optimum
 (:func:`laplace_covariance`).
 """
@@ -48,18 +48,18 @@ import numpy as np
 from ...ep import APParams, APProblem, activation_times, integrate, stable_substeps
 from ...forward import Observation, check_observation, fit_observation, misfit_scale, observed_residual
 from ...operators import SparseOperator, csr_adjacency
+from .._levenberg_marquardt import LMResult, levenberg_marquardt
 from ._pacing import PacingSearch, pacing_search
 
 __all__ = [
     "ShootingConfig",
-    "LMResult",
     "ShootingFit",
     "trajectory",
     "shoot",
     "residual",
     "misfit",
     "residual_and_jacobian",
-    "levenberg_marquardt",
+    "fit_start",
     "laplace_covariance",
     "parameter_bounds",
     "shooting_fit",
@@ -207,75 +207,22 @@ def residual_and_jacobian(theta, problem: APProblem, config: ShootingConfig):
 # Levenberg–Marquardt
 
 
-class LMResult(NamedTuple):
-    """Result of :func:`levenberg_marquardt` (leading axis = starts, in :func:`shooting_fit` or vmapped).
-
-    Attributes:
-        theta: ``(p,)`` the accepted parameters; cost: ``‖r‖²`` there; cost0: at the start.
-        iterations: LM iterations run; accepted: of which accepted.
-        converged: stopped by the relative-decrease rule (not by ``max_iter`` or ``λ`` overflow).
-        lam: the final damping.
-    """
-
-    theta: jax.Array
-    cost: jax.Array
-    cost0: jax.Array
-    iterations: jax.Array
-    accepted: jax.Array
-    converged: jax.Array
-    lam: jax.Array
+def _gauss_newton_system(theta, problem: APProblem, config: ShootingConfig):
+    """``(Jᵀr, JᵀJ)`` at ``theta``: the system :func:`~ecgi_jax.solvers.levenberg_marquardt` asks for."""
+    r, J = residual_and_jacobian(theta, problem, config)
+    return jnp.matmul(J.T, r, precision=_HI), jnp.matmul(J.T, J, precision=_HI)
 
 
-def levenberg_marquardt(theta0, problem: APProblem, config: ShootingConfig, lower, upper, *, max_iter: int = 20, tol: float = 1e-4, lam0: float = 1e-2) -> LMResult:
-    """Minimise ``‖r(θ)‖²`` by Levenberg–Marquardt from ``theta0``, θ kept in ``[lower, upper]``.
-
-    Step: ``(JᵀJ + λ·diag(JᵀJ + ε))·δ = −Jᵀr`` (Marquardt's scaling makes it invariant to the
-    parameters' units), θ ← clip(θ + δ). Accepted if the cost drops (λ ← λ/3), else rejected
-    (λ ← 5λ). Stopping rule: an accepted step with relative cost decrease below ``tol``
-    (``converged``), or ``max_iter`` iterations, or λ > 1e8 (no descent direction left).
-    Jittable with ``config``, ``tol``, ``lam0`` static (``max_iter`` may be traced); vmap over ``theta0`` for
-    multi-start.
-    """
-    r0, J0 = residual_and_jacobian(theta0, problem, config)
-    cost0 = jnp.dot(r0, r0, precision=_HI)
-    dtype = theta0.dtype
-
-    def cond(s):
-        return ~s["done"]
-
-    def body(s):
-        J, r = s["J"], s["r"]
-        H = jnp.matmul(J.T, J, precision=_HI)
-        g = jnp.matmul(J.T, r, precision=_HI)
-        dH = jnp.diag(H)
-        damp = s["lam"] * (dH + 1e-9 * jnp.max(dH) + 1e-30)
-        step = jnp.linalg.solve(H + jnp.diag(damp), -g)
-        trial = jnp.clip(s["theta"] + step, lower, upper)
-        # The trial's residual alone decides; the Jacobian (p tangents: ~8x a residual) is
-        # computed only for an accepted trial. About half the trials are rejected, so this saved
-        # ~30 % of the multi-start stage at 642 x 400 (18.5 -> 13 s), where ``cond`` really
-        # branches: not under ``vmap``, which turns it into a select (shooting_fit maps instead).
-        r_t = residual(trial, problem, config)
-        cost_t = jnp.dot(r_t, r_t, precision=_HI)
-        accept = jnp.isfinite(cost_t) & (cost_t < s["cost"])
-        J_t = jax.lax.cond(accept, lambda th: residual_and_jacobian(th, problem, config)[1], lambda th: J, trial)
-        rel = (s["cost"] - cost_t) / s["cost"]
-        pick = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
-        lam = jnp.clip(jnp.where(accept, s["lam"] / 3.0, s["lam"] * 5.0), 1e-9, 1e9)
-        it = s["it"] + 1
-        converged = accept & (rel < tol)
-        return dict(
-            theta=pick(trial, s["theta"]), r=pick(r_t, r), J=J_t, cost=pick(cost_t, s["cost"]), lam=lam,
-            it=it, acc=s["acc"] + accept.astype(jnp.int32), converged=converged,
-            done=converged | (it >= max_iter) | (lam >= 1e8),
-        )
-
-    s0 = dict(
-        theta=theta0, r=r0, J=J0, cost=cost0, lam=jnp.asarray(lam0, dtype), it=jnp.asarray(0, jnp.int32),
-        acc=jnp.asarray(0, jnp.int32), converged=jnp.asarray(False), done=jnp.asarray(max_iter) <= 0,
+def fit_start(theta0, problem: APProblem, config: ShootingConfig, lower, upper, *, max_iter=20, tol: float = 1e-4, lam0: float = 1e-2) -> LMResult:
+    """The Levenberg–Marquardt fit of θ from one start (:func:`~ecgi_jax.solvers.levenberg_marquardt`
+    with the shooting residual; θ kept in ``[lower, upper]``). The Jacobian (``p`` tangents: ~8×
+    a residual) is computed at accepted points only: about half the trials are rejected, which
+    saved ~30 % of the multi-start stage at 642 × 400 (18.5 → 13 s). Jittable with ``config``,
+    ``tol`` and ``lam0`` static (``max_iter`` may be traced)."""
+    return levenberg_marquardt(
+        lambda th: misfit(th, problem, config), lambda th: _gauss_newton_system(th, problem, config), theta0,
+        max_iter=max_iter, tol=tol, lam0=lam0, lower=lower, upper=upper,
     )
-    s = jax.lax.while_loop(cond, body, s0)
-    return LMResult(s["theta"], s["cost"], cost0, s["it"], s["acc"], s["converged"], s["lam"])
 
 
 def laplace_covariance(theta, problem: APProblem, config: ShootingConfig, prior_sd):
@@ -400,7 +347,7 @@ def _lm_multi(theta0, problem, config, lower, upper, max_iter, *, tol):
     # One start after another, not vmapped: each LM then skips the Jacobian of its rejected
     # trials and stops on its own (vmapped, every start pays for both and runs as long as the
     # slowest). At 642 nodes x 400 samples, 4 vmapped Jacobians took 3.6x one: little to gain.
-    fit = lambda th: levenberg_marquardt(th, problem, config, lower, upper, max_iter=max_iter, tol=tol)  # noqa: E731
+    fit = lambda th: fit_start(th, problem, config, lower, upper, max_iter=max_iter, tol=tol)  # noqa: E731
     return jax.lax.map(fit, theta0)
 _residual_and_jacobian = jax.jit(residual_and_jacobian, static_argnames=("config",))
 _shoot = jax.jit(shoot, static_argnames=("config",))
@@ -449,7 +396,7 @@ def shooting_fit(
         fit_D, fit_a: add ``log_D`` / ``logit_a`` to θ (both by default: with ``a`` fixed, a true
             ``a`` 20 % off is absorbed by a wrong D, and on the P-DL heart RE was 0.08–0.15
             instead of 0.006).
-        max_iter, tol: LM stopping rule (see :func:`levenberg_marquardt`).
+        max_iter, tol: LM stopping rule (see :func:`~ecgi_jax.solvers.levenberg_marquardt`).
         screen_iter: LM iterations of every start before the best is chosen; the best then runs
             on (``max_iter`` more, freeing ``a`` with ``fit_a``). Screening with the full budget
             spent most of a fit on starts that lose (642 nodes × 400 samples: 14.5 of 23 s).
@@ -576,15 +523,15 @@ def shooting_fit(
     first = dataclasses.replace(config, fit_a=False)
     k = first.n_params
     lm = fit(theta0[:, :k], first, lo[:k], hi[:k], min(screen_iter, max_iter))
-    lm = lm._replace(theta=jnp.pad(lm.theta, ((0, 0), (0, p - k))))
+    lm = lm._replace(x=jnp.pad(lm.x, ((0, 0), (0, p - k))))
     best = int(jnp.argmin(jnp.where(jnp.isfinite(lm.cost), lm.cost, jnp.inf)))
     if config.fit_a or (screen_iter < max_iter and not bool(lm.converged[best])):
-        lm, best, _ = fit_one_more(lm, best, lm.theta[best][None], nodes[best])
+        lm, best, _ = fit_one_more(lm, best, lm.x[best][None], nodes[best])
     for _ in range(refine):
-        theta = np.asarray(lm.theta[best], np.float64)
+        theta = np.asarray(lm.x[best], np.float64)
         node = _nearest(verts, theta[:3])
         walk = pacing_search(
-            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=_unpack(lm.theta[best], problem, config)[3],
+            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=_unpack(lm.x[best], problem, config)[3],
             max_advance=max_advance, candidates=[node], substeps=int(substeps), observation=observation,
         )
         if walk.node == node:
@@ -598,7 +545,7 @@ def shooting_fit(
         if not improved:
             break
     theta0 = np.concatenate(starts)
-    theta = lm.theta[best]
+    theta = lm.x[best]
     cov, sigma2 = laplace_covariance(theta, problem, config, prior_sd)
     U, V = _shoot(theta, problem, config)
     _, width, onset, fitted = _unpack(theta, problem, config)
