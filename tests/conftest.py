@@ -75,3 +75,7 @@ def pytest_configure(config):
     import jax
 
     jax.config.update("jax_numpy_rank_promotion", "raise")
+    # And dtypes are never mixed implicitly (an int32 index times a float, float32 with float64):
+    # a silent promotion to float64 or a weak-typed surprise fails here instead. optax's updates
+    # are let off (solvers/_optax.py); the front door promotes inputs on purpose (_working_precision).
+    jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -49,7 +49,7 @@ def test_balanced_groups_pull_with_equal_gradient_norms(groups):
     w = grad_norm_weights(_terms, x, BASE, groups)
     member = np.eye(4) if groups is None else np.array([[1, 0, 0, 0], [0, 1, 1, 1]])
     norms = [
-        float(jnp.linalg.norm(jax.grad(lambda p: jnp.sum(jnp.asarray(row) * w * _terms(p)))(x)["x"]))
+        float(jnp.linalg.norm(jax.grad(lambda p: jnp.sum(jnp.asarray(row, w.dtype) * w * _terms(p)))(x)["x"]))
         for row in member
         if np.any(np.asarray(BASE)[row > 0] > 0)
     ]

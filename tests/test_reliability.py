@@ -290,7 +290,7 @@ def _noncrime():
 def _template_fit(**changes):
     from ecgi_jax.solvers.activation import fit_template
 
-    t = jnp.arange(50) * 0.1
+    t = jnp.arange(50, dtype=jnp.float32) * 0.1
     args = dict(Y=jnp.ones((4, 50)), A=jnp.ones((4, 6)), L=jnp.zeros((1, 6)), t=t, tau0=jnp.zeros(6), f0=jnp.zeros(20),
                 s0=-5.0, h=0.1, lam=0.0, mu=1e-3)
     options = {k: changes.pop(k) for k in ("steps", "whiten") if k in changes}
@@ -470,7 +470,7 @@ def test_float32_and_float64_agree_on_classical_solvers(x64):
     out32 = _classical_runs(*(np.asarray(x, np.float32) for x in (Y, A, L)))
     for name in out64:
         assert out64[name].dtype == jnp.float64 and out32[name].dtype == jnp.float32, name
-        rel = float(jnp.linalg.norm(out32[name] - out64[name]) / jnp.linalg.norm(out64[name]))
+        rel = float(jnp.linalg.norm(out32[name].astype(jnp.float64) - out64[name]) / jnp.linalg.norm(out64[name]))
         assert rel < 2e-4, (name, rel)
 
 

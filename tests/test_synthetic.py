@@ -29,12 +29,12 @@ def test_noise_level_matches_convention():
 
 def test_noise_is_keyed_and_vmappable():
     Y = jnp.ones((5, 7))
-    a = add_noise(jax.random.key(3), Y + jnp.arange(7)[None, :], 0.2)
-    b = add_noise(jax.random.key(3), Y + jnp.arange(7)[None, :], 0.2)
+    a = add_noise(jax.random.key(3), Y + jnp.arange(7.0)[None, :], 0.2)
+    b = add_noise(jax.random.key(3), Y + jnp.arange(7.0)[None, :], 0.2)
     np.testing.assert_array_equal(a, b)
     keys = jax.random.split(jax.random.key(0), 4)
-    batched = jax.vmap(add_noise, in_axes=(0, None, None))(keys, Y + jnp.arange(7)[None, :], 0.2)
-    looped = jnp.stack([add_noise(k, Y + jnp.arange(7)[None, :], 0.2) for k in keys])
+    batched = jax.vmap(add_noise, in_axes=(0, None, None))(keys, Y + jnp.arange(7.0)[None, :], 0.2)
+    looped = jnp.stack([add_noise(k, Y + jnp.arange(7.0)[None, :], 0.2) for k in keys])
     np.testing.assert_allclose(batched, looped, rtol=1e-6)
 
 

@@ -10,7 +10,7 @@ from ecgi_jax.solvers.activation import fit_template, initial_waveform, template
 
 
 def _grid(n_t=120, dt=0.1):
-    t = jnp.arange(n_t) * dt
+    t = jnp.arange(n_t, dtype=jnp.float32) * dt
     s0, h = -n_t * dt, dt
     K = int(np.ceil((2 * n_t * dt + 5.0) / h)) + 1
     return t, s0, h, K

@@ -66,9 +66,12 @@ def _working_precision(Y, A):
     """``Y`` and ``A`` in their common floating dtype, at least float32: XLA's linear algebra has
     no half-precision kernels (float16/bfloat16 inputs ended in a jaxlib ``NotImplementedError``),
     so those are solved in float32 and the solution comes back in float32."""
-    dtype = jnp.result_type(Y, A, float)
-    if jnp.finfo(dtype).bits < 32:
-        dtype = jnp.promote_types(dtype, jnp.float32)
+    # The one place where inputs of mixed precision are promoted on purpose, so also under
+    # jax_numpy_dtype_promotion="strict" (which refuses float16 with float32, int with float).
+    with jax.numpy_dtype_promotion("standard"):
+        dtype = jnp.result_type(Y, A, float)
+        if jnp.finfo(dtype).bits < 32:
+            dtype = jnp.promote_types(dtype, jnp.float32)
     return Y.astype(dtype), A.astype(dtype)
 
 

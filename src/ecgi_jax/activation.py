@@ -207,7 +207,7 @@ def _edge_delays(d, t0, edges, max_lag: int, window: float):
     curv = cm - 2 * c0 + cp
     inner = (k > 0) & (k < 2 * max_lag) & (curv < 0)
     shift = jnp.where(inner, 0.5 * (cm - cp) / jnp.where(inner, curv, -1), 0.0)
-    lag = k - max_lag + jnp.clip(shift, -0.5, 0.5)
+    lag = (k - max_lag).astype(corr.dtype) + jnp.clip(shift, -0.5, 0.5)
     rho = jnp.where(norm > 0, c0 / jnp.where(norm > 0, norm, 1), 0.0)
     return lag, rho
 

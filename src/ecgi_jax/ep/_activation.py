@@ -74,7 +74,7 @@ def activation_times(
         curv = fm - 2 * peak + fp
         inner = (k > 0) & (k < n_t - 1) & (curv < 0)
         shift = jnp.where(inner, 0.5 * (fm - fp) / jnp.where(inner, curv, -1), 0.0)
-        t = (k + jnp.clip(shift, -0.5, 0.5)) * dt
+        t = (k.astype(U.dtype) + jnp.clip(shift, -0.5, 0.5)) * dt
     else:
         raise ValueError(f"method must be 'threshold' or 'upstroke'; got {method!r}.")
     t = jnp.where(activated, t, never)

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._optax import optax_update
+
 __all__ = ["TemplateFit", "template_potentials", "initial_waveform", "fit_template", "prior_whitener"]
 
 
@@ -50,7 +52,7 @@ def template_potentials(tau, waveform, t, s0, h, log_stretch=None):
         lag = lag * jnp.exp(-log_stretch)[:, None]
     s = (lag - s0) / h
     i0 = jnp.clip(jnp.floor(s), 0, K - 2).astype(jnp.int32)
-    w = jnp.clip(s - i0, 0.0, 1.0)
+    w = jnp.clip(s - i0.astype(s.dtype), 0.0, 1.0)
     return waveform[i0] * (1.0 - w) + waveform[i0 + 1] * w
 
 
@@ -163,7 +165,7 @@ def _fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps, stretch, white
     def step(carry, _):
         q, state = carry
         value, grad = value_and_grad(q, state=state)
-        updates, state = opt.update(grad, state, q, value=value, grad=grad, value_fn=objective)
+        updates, state = optax_update(opt, grad, state, q, value=value, grad=grad, value_fn=objective)
         return (optax.apply_updates(q, updates), state), value
 
     (q, _), losses = jax.lax.scan(step, (q0, opt.init(q0)), None, length=steps)

@@ -162,7 +162,7 @@ def pin_constant_mode(A, R, name="the regularization operator"):
     n = A.shape[1]
     a = np.asarray(A, np.float64)
     probe = np.random.default_rng(0).normal(size=n) / np.sqrt(n)
-    apply = lambda x: np.asarray(R @ jnp.asarray(x, jnp.result_type(float)), np.float64)  # noqa: E731
+    apply = lambda x: np.asarray(R @ jnp.asarray(x, R.dtype), np.float64)  # noqa: E731
     tol = 1e-5
     n_parts, labels = _column_components(R, n)
     basis = np.zeros((n, n_parts))

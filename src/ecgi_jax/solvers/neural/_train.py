@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._optax import optax_update
+
 __all__ = [
     "TrainConfig", "TrainState", "GradNormBalance", "grad_norm_weights", "make_optimizer", "make_step", "run_training",
     "lbfgs_refine",
@@ -180,7 +182,7 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, sample
             lambda acc, g: acc & jnp.all(jnp.isfinite(g)), grads, jnp.array(True)
         )
         ok = finite & ~state.diverged
-        updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
+        updates, new_opt = optax_update(optimizer, grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
         revert = ~finite & ~state.diverged
@@ -426,7 +428,7 @@ def lbfgs_refine(loss_fn: Callable, params, problem, t_idx, steps: int, *, chunk
             better = jnp.isfinite(v) & (v < best_loss)
             best = jax.tree.map(lambda a, b: jnp.where(better, a, b), p, best)
             best_loss = jnp.where(better, v, best_loss)
-            updates, s = opt.update(g, s, p, value=v, grad=g, value_fn=value)
+            updates, s = optax_update(opt, g, s, p, value=v, grad=g, value_fn=value)
             return (optax.apply_updates(p, updates), s, best, best_loss), v
 
         return jax.lax.scan(body, carry, None, length=chunk)
