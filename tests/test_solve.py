@@ -348,6 +348,27 @@ def test_a_method_registered_anew_gets_a_new_class():
         METHODS.pop("scaled-adjoint", None)
 
 
+def test_the_heart_model_carries_the_observation_model_to_the_methods_that_take_it():
+    from ecgi_jax import geometry
+    from ecgi_jax._solve import with_heart
+    from ecgi_jax.operators import HeartModel
+
+    mesh = geometry.icosphere(1).scaled(20.0)
+    heart = HeartModel.from_mesh(mesh, dt=0.1, observation="gain-offset")
+    for method in ("ap-shooting", "eand-arn"):
+        assert with_heart(method, heart, {})["observation"] == "gain-offset"
+    assert "observation" not in with_heart("tikhonov-2", heart, {}) and "observation" not in with_heart("hybrid", heart, {})
+    assert "observation" not in with_heart("ap-shooting", HeartModel.from_mesh(mesh, dt=0.1), {})  # None: the method's default
+    with pytest.raises(ValueError, match="observation given both in heart= and as option"):
+        with_heart("ap-shooting", heart, {"observation": "identity"})
+    with pytest.raises(TypeError, match="observation must be None or a name"):
+        HeartModel.from_mesh(mesh, dt=0.1, observation=True)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((10, mesh.n_vertices)).astype(np.float32)
+    with pytest.raises(ValueError, match="observation"):  # the name is checked by the method that uses it
+        solve(A @ np.zeros((mesh.n_vertices, 8), np.float32), A, method="ap-shooting", heart=heart._replace(observation="gain"))
+
+
 def test_a_method_object_is_the_name_and_settings_checked_once():
     from ecgi_jax import Method, solve_batch
 

@@ -57,6 +57,10 @@ class HeartModel(NamedTuple):
             ``None`` (each method's default).
         time_unit: the recordings' time unit (``"ap"``, ``"ms"`` or ``"s"``).
         time_scale: size of one AP time unit in ``time_unit`` (1 for ``"ap"``).
+        observation: how the recordings relate to the model's potentials, for the methods that
+            model it (``ap-shooting``, ``eand-arn``): ``"identity"`` (``Y = A·u``),
+            ``"gain-offset"`` (``Y = g·A·u + b``: recordings in mV, per-lead references; see
+            :func:`ecgi_jax.forward.project_gain_offset`), or ``None`` (each method's default).
     """
 
     laplacian: Any = None
@@ -66,11 +70,12 @@ class HeartModel(NamedTuple):
     dt: float | None = None
     time_unit: str = "ap"
     time_scale: float = 1.0
+    observation: str | None = None
 
     @classmethod
     def from_mesh(
         cls, mesh: Mesh, *, dt: float | None = None, length_unit: str = "mm", time_unit: str = "ap",
-        time_scale: float | None = None,
+        time_scale: float | None = None, observation: str | None = None,
     ) -> "HeartModel":
         """The Huiskamp 1-ring Laplacian, the area-weighted surface gradient, the vertices and
         the 1-ring of a validated heart ``mesh``, in mm.
@@ -84,6 +89,8 @@ class HeartModel(NamedTuple):
             time_scale: one AP time unit in ``time_unit`` (default :data:`DEFAULT_MS_PER_AP` ms;
                 from a measured APD or conduction velocity: :func:`ecgi_jax.ep.time_scale`).
                 Only with ``time_unit`` ms or s.
+            observation: the observation model of the recordings (see the class), checked by
+                the methods that take it.
 
         Raises:
             ValueError: an unknown unit; a mesh whose mean edge in mm lies outside
@@ -100,6 +107,7 @@ class HeartModel(NamedTuple):
             dt=dt,
             time_unit=time_unit,
             time_scale=time_scale,
+            observation=_checked_observation(observation),
         )
 
     @classmethod
@@ -118,6 +126,14 @@ class HeartModel(NamedTuple):
     def to_time_unit(self, t):
         """Times ``t`` in AP units (as the methods report them) in the recordings' ``time_unit``."""
         return np.asarray(t, np.float64) * self.time_scale
+
+
+def _checked_observation(observation):
+    # Only the type here: the names belong to the forward layer, which checks them when a method
+    # uses them (``forward.check_observation``, naming the valid ones).
+    if observation is not None and not isinstance(observation, str):
+        raise TypeError(f"observation must be None or a name such as 'gain-offset'; got {type(observation).__name__}.")
+    return observation
 
 
 def mesh_in_mm(mesh: Mesh, length_unit: str = "mm") -> Mesh:
