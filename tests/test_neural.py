@@ -363,3 +363,24 @@ def test_pdl_from_random_initialisation_does_not_diverge(pdl_dir):
                 progress=False, key=jax.random.key(0))
     assert sol.diagnostics["stopped"] != "diverged", sol.diagnostics
     assert sol.history["loss"][-1] < sol.history["loss"][0]
+
+
+def test_every_eand_arn_setting_is_reachable_from_solve_with_the_configs_default():
+    """One source of defaults: every field of EANDARNConfig and TrainConfig is an option of
+    solve(method="eand-arn") with the config's default, and reaches the config it builds."""
+    import dataclasses
+
+    from ecgi_jax import method_options
+    from ecgi_jax.solvers.neural._methods import _eand_arn_settings
+
+    options = {**method_options("eand-arn"), "laplacian": np.eye(3)}
+    for cls in (EANDARNConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            assert f.name in options and options[f.name] == f.default, (cls.__name__, f.name)
+    cfg, train, _ = _eand_arn_settings(options)
+    assert cfg == EANDARNConfig() and train == TrainConfig()
+    changed = dict(fourier_scale=2.0, ridge=1e-3, architecture="pdl-mlp", grad_clip=None, min_delta=0.0, decay_steps=7,
+                   decay_rate=0.9, min_learning_rate=0.0, schedule="pdl")
+    cfg, train = _eand_arn_settings({**options, **changed})[:2]
+    for name, value in changed.items():
+        assert getattr(cfg if hasattr(cfg, name) else train, name) == value, name

@@ -40,12 +40,15 @@ def _eand_arn_settings(o: dict):
     """``(config, train, shared keyword arguments of eand_arn)`` from the options of :func:`solve_eand_arn`."""
     cfg = EANDARNConfig(
         mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
-        activation=o["activation"], fourier_features=o["fourier_features"], adaptive=o["adaptive"], stencil_order=o["stencil_order"],
+        activation=o["activation"], fourier_features=o["fourier_features"], fourier_scale=o["fourier_scale"], adaptive=o["adaptive"],
+        architecture=o["architecture"], ridge=o["ridge"], stencil_order=o["stencil_order"],
         derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
         learnable_weights=o["learnable_weights"], balance_every=o["balance_every"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
     )
     train = TrainConfig(
-        steps=o["steps"], learning_rate=o["learning_rate"], patience=o["patience"], progress=o["progress"], chunk=o["chunk"],
+        steps=o["steps"], learning_rate=o["learning_rate"], schedule=o["schedule"], decay_rate=o["decay_rate"],
+        decay_steps=o["decay_steps"], min_learning_rate=o["min_learning_rate"], grad_clip=o["grad_clip"],
+        patience=o["patience"], min_delta=o["min_delta"], progress=o["progress"], chunk=o["chunk"],
         lbfgs_steps=o["lbfgs_steps"], physics_learning_rate=o["physics_learning_rate"],
     )
     shared = dict(
@@ -84,7 +87,10 @@ def solve_eand_arn(
     block_depth: int = _M.block_depth,
     activation: str = _M.activation,
     fourier_features: int = _M.fourier_features,
+    fourier_scale: float = _M.fourier_scale,
     adaptive: bool = _M.adaptive,
+    architecture: str = _M.architecture,
+    ridge: float = _M.ridge,
     stencil_order: int = _M.stencil_order,
     derivative: str = _M.derivative,
     windows: int | None = _M.windows,
@@ -96,7 +102,13 @@ def solve_eand_arn(
     physics_learning_rate: float = _T.physics_learning_rate,
     steps: int = _T.steps,
     learning_rate: float = _T.learning_rate,
+    schedule: str = _T.schedule,
+    decay_rate: float = _T.decay_rate,
+    decay_steps: int = _T.decay_steps,
+    min_learning_rate: float = _T.min_learning_rate,
+    grad_clip: float | None = _T.grad_clip,
     patience: int = _T.patience,
+    min_delta: float = _T.min_delta,
     ap_params: APParams = APParams(),
     key=None,
     truth=None,
@@ -119,7 +131,9 @@ def solve_eand_arn(
     ``diagnostics["loss_weights"]``. ``steps`` is 500: off the inverse crime (Mitchell–Schaeffer
     truth, development cases only) the RE rose with every 100 steps from the template start, e.g.
     0.1254 → 0.1276 after 500 → 0.1293 after 1000; half the steps halve that and the time.
-    ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
+    The network and training settings are :class:`~ecgi_jax.solvers.neural.EANDARNConfig`'s and
+    :class:`~ecgi_jax.solvers.neural.TrainConfig`'s fields (one source of defaults), every one of
+    them reachable here. ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
     ``A``, per-lead references); the gain and offsets are fitted to the physics start and reported
     in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``."""
     o = dict(locals())
