@@ -177,13 +177,18 @@ def save_mesh(path, mesh: Mesh, point_data: dict | None = None, file_format: str
 
 
 def load_mat(path) -> dict[str, np.ndarray]:
-    """Variables of a MATLAB ``.mat`` file (v4–v7.2) as arrays, without MATLAB's ``__`` headers.
+    """Variables of a MATLAB ``.mat`` file as arrays, without MATLAB's ``__`` headers.
 
-    Parsed by ``scipy.io.loadmat`` (no code is executed). v7.3 files are HDF5 and are not read.
+    v4–v7.2 files are parsed by ``scipy.io.loadmat``; v7.3 files (HDF5, what MATLAB writes for
+    large variables and ``save -v7.3``) by h5py (:func:`_load_mat73`): numeric and logical arrays
+    in MATLAB's shape (HDF5 stores them transposed), sparse matrices as ``scipy.sparse`` CSC,
+    char arrays as ``str``, structs as ``dict`` and cell arrays as object arrays. No code is
+    executed either way.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: an empty, truncated, corrupt or v7.3 file (the message names the file).
+        ValueError: an empty, truncated or corrupt file, or a v7.3 variable of a kind not read
+            (MATLAB objects such as ``table`` or ``string``); the message names the file.
     """
     import scipy.io
 
@@ -192,11 +197,71 @@ def load_mat(path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"No .mat file at {path}.")
     try:
         data = scipy.io.loadmat(path)
-    except NotImplementedError as exc:  # scipy's answer to v7.3 (HDF5) files
-        raise ValueError(
-            f"Could not read MATLAB file {path}: it is a v7.3 (HDF5) file; re-save it in MATLAB with "
-            "save(..., '-v7') or convert it to .npz."
-        ) from exc
+    except NotImplementedError:  # scipy's answer to v7.3 (HDF5) files
+        return _load_mat73(path)
     except Exception as exc:
         raise ValueError(f"Could not read MATLAB file {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
     return {k: v for k, v in data.items() if not k.startswith("__")}
+
+
+_MAT73_NUMERIC = {
+    "double": np.float64, "single": np.float32, "logical": np.bool_, "int8": np.int8, "uint8": np.uint8,
+    "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64,
+}
+
+
+def _load_mat73(path: Path) -> dict:
+    """The variables of a MATLAB v7.3 (HDF5) file (see :func:`load_mat`)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            # "#refs#" holds the targets of cell and struct-array references, "#subsystem#" MATLAB objects.
+            return {name: _mat73_value(f[name], f, f"{path}:{name}") for name in f if not name.startswith("#")}
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"Could not read MATLAB v7.3 file {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
+
+
+def _mat73_value(node, f, where: str):
+    import h5py
+    import scipy.sparse as sp
+
+    cls = node.attrs.get("MATLAB_class", b"")
+    cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+    if isinstance(node, h5py.Group):
+        if "MATLAB_sparse" in node.attrs:
+            n_rows = int(node.attrs["MATLAB_sparse"])
+            jc = np.asarray(node["jc"], np.int64)
+            data = np.asarray(node["data"]) if "data" in node else np.zeros(0)
+            ir = np.asarray(node["ir"], np.int64) if "ir" in node else np.zeros(0, np.int64)
+            if data.dtype.names == ("real", "imag"):
+                data = data["real"] + 1j * data["imag"]
+            dtype = np.bool_ if cls == "logical" else data.dtype
+            return sp.csc_matrix((data.astype(dtype), ir, jc), shape=(n_rows, len(jc) - 1))
+        if cls == "struct" or not cls:
+            return {k: _mat73_value(node[k], f, f"{where}.{k}") for k in node}
+        raise ValueError(f"{where}: a MATLAB {cls!r} object is not read; convert it to plain arrays (or save with -v7).")
+    if node.attrs.get("MATLAB_empty", 0):
+        dims = tuple(int(d) for d in np.asarray(node)[::-1]) if node.ndim else (0, 0)
+        return "" if cls == "char" else np.zeros(dims, _MAT73_NUMERIC.get(cls, np.float64))
+    raw = node[()]
+    if cls == "cell" or h5py.check_dtype(ref=node.dtype) is not None:  # a cell, or a field of a struct array
+        refs = np.asarray(raw).T
+        out = np.empty(refs.shape, dtype=object)
+        for idx in np.ndindex(refs.shape):
+            out[idx] = _mat73_value(f[refs[idx]], f, f"{where}{{{','.join(str(i + 1) for i in idx)}}}")
+        return out
+    if cls == "char":
+        codes = np.asarray(raw, np.uint16).T
+        rows = ["".join(map(chr, row)) for row in np.atleast_2d(codes)]
+        return rows[0] if len(rows) == 1 else rows
+    if cls not in _MAT73_NUMERIC:
+        raise ValueError(f"{where}: a MATLAB {cls or 'unlabelled'!r} variable is not read; convert it to plain arrays (or save with -v7).")
+    arr = np.asarray(raw)
+    if arr.dtype.names == ("real", "imag"):
+        arr = arr["real"] + 1j * arr["imag"]
+    else:
+        arr = arr.astype(_MAT73_NUMERIC[cls], copy=False)
+    return arr.T  # HDF5 holds MATLAB's column-major arrays with the dimensions reversed
