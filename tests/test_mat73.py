@@ -43,12 +43,17 @@ def _put(group, name, value, refs):
             handles.append(refs[f"{name}_{i}"].ref)
         ds = group.create_dataset(name, data=np.asarray([handles], dtype=h5py.ref_dtype).T)
         ds.attrs["MATLAB_class"] = np.bytes_("cell")
+    elif np.iscomplexobj(value):  # MATLAB's complex: a compound of real and imag
+        a = np.asarray(value).T
+        c = np.empty(a.shape, dtype=[("real", np.float64), ("imag", np.float64)])
+        c["real"], c["imag"] = a.real, a.imag
+        group.create_dataset(name, data=c).attrs["MATLAB_class"] = np.bytes_("double")
     else:
         a = np.asarray(value)
         cls = {np.dtype(np.float64): "double", np.dtype(np.float32): "single", np.dtype(np.bool_): "logical",
                np.dtype(np.int32): "int32"}[a.dtype]
         if a.size == 0:
-            ds = group.create_dataset(name, data=np.asarray(a.shape[::-1], np.uint64))
+            ds = group.create_dataset(name, data=np.asarray(a.shape, np.uint64))  # MATLAB's size vector
             ds.attrs["MATLAB_empty"] = np.uint8(1)
         else:
             ds = group.create_dataset(name, data=(a.astype(np.uint8) if cls == "logical" else a).T)
@@ -72,6 +77,7 @@ def test_v73_variables_come_back_as_matlab_holds_them(tmp_path):
     path = _write_mat73(tmp_path / "study.mat", {
         "Z_BH": Z, "lap": lap, "name": "sock490", "mask": np.array([[True, False, True]]), "n": np.array([[7]], np.int32),
         "volts": rng.standard_normal((2, 5)).astype(np.float32), "none": np.zeros((0, 3)),
+        "z": np.array([[1 + 2j, 3 - 1j]]),
         "geom": {"pts": rng.standard_normal((5, 3)), "fac": np.array([[1.0, 2.0, 3.0]])}, "runs": ["a", np.eye(2)],
         "beats": {"qrs": (np.ones((2, 2)), np.zeros((2, 2)))},
     })
@@ -86,6 +92,7 @@ def test_v73_variables_come_back_as_matlab_holds_them(tmp_path):
     assert d["n"].dtype == np.int32 and d["n"].tolist() == [[7]]
     assert d["volts"].dtype == np.float32 and d["volts"].shape == (2, 5)
     assert d["none"].shape == (0, 3)
+    np.testing.assert_array_equal(d["z"], [[1 + 2j, 3 - 1j]])
     assert set(d["geom"]) == {"pts", "fac"} and d["geom"]["pts"].shape == (5, 3)
     assert d["runs"].shape == (1, 2) and d["runs"][0, 0] == "a"
     np.testing.assert_array_equal(d["runs"][0, 1], np.eye(2))

@@ -224,6 +224,11 @@ def _load_mat73(path: Path) -> dict:
         raise ValueError(f"Could not read MATLAB v7.3 file {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
 
 
+def _mat73_complex(a: np.ndarray) -> np.ndarray:
+    # MATLAB writes complex data as a compound of two fields.
+    return a["real"] + 1j * a["imag"] if a.dtype.names == ("real", "imag") else a
+
+
 def _mat73_value(node, f, where: str):
     import h5py
     import scipy.sparse as sp
@@ -234,17 +239,16 @@ def _mat73_value(node, f, where: str):
         if "MATLAB_sparse" in node.attrs:
             n_rows = int(node.attrs["MATLAB_sparse"])
             jc = np.asarray(node["jc"], np.int64)
-            data = np.asarray(node["data"]) if "data" in node else np.zeros(0)
+            data = _mat73_complex(np.asarray(node["data"])) if "data" in node else np.zeros(0)
             ir = np.asarray(node["ir"], np.int64) if "ir" in node else np.zeros(0, np.int64)
-            if data.dtype.names == ("real", "imag"):
-                data = data["real"] + 1j * data["imag"]
             dtype = np.bool_ if cls == "logical" else data.dtype
             return sp.csc_matrix((data.astype(dtype), ir, jc), shape=(n_rows, len(jc) - 1))
         if cls == "struct" or not cls:
             return {k: _mat73_value(node[k], f, f"{where}.{k}") for k in node}
         raise ValueError(f"{where}: a MATLAB {cls!r} object is not read; convert it to plain arrays (or save with -v7).")
     if node.attrs.get("MATLAB_empty", 0):
-        dims = tuple(int(d) for d in np.asarray(node)[::-1]) if node.ndim else (0, 0)
+        # The data of an empty variable is its MATLAB size vector (a 1-D array: nothing to reverse).
+        dims = tuple(int(d) for d in np.asarray(node).ravel()) if node.ndim else (0, 0)
         return "" if cls == "char" else np.zeros(dims, _MAT73_NUMERIC.get(cls, np.float64))
     raw = node[()]
     if cls == "cell" or h5py.check_dtype(ref=node.dtype) is not None:  # a cell, or a field of a struct array
@@ -259,9 +263,7 @@ def _mat73_value(node, f, where: str):
         return rows[0] if len(rows) == 1 else rows
     if cls not in _MAT73_NUMERIC:
         raise ValueError(f"{where}: a MATLAB {cls or 'unlabelled'!r} variable is not read; convert it to plain arrays (or save with -v7).")
-    arr = np.asarray(raw)
-    if arr.dtype.names == ("real", "imag"):
-        arr = arr["real"] + 1j * arr["imag"]
-    else:
+    arr = _mat73_complex(np.asarray(raw))
+    if not np.iscomplexobj(arr):
         arr = arr.astype(_MAT73_NUMERIC[cls], copy=False)
     return arr.T  # HDF5 holds MATLAB's column-major arrays with the dimensions reversed
