@@ -1,24 +1,14 @@
 """Inverse ECG by shooting through the differentiable Aliev–Panfilov simulator.
 
 :func:`pacing_search` scans single-node pacing sites; :func:`shooting_fit` fits a few continuous
-beat parameters (activation patch, onset, D) by Levenberg–Marquardt with a Laplace covariance.
+beat parameters (activation patch, onset, D) by Levenberg–Marquardt with a Laplace covariance:
+the model θ → U(θ) → residual in ``_model``, the fit in ``_shooting``.
 The ``solve()`` methods ``"ap-shooting"`` and ``"hybrid"`` live in ``_methods``.
 """
 
 from ._pacing import PacingSearch, farthest_point_sample, pacing_search
-from ._shooting import (
-    ShootingConfig,
-    ShootingFit,
-    laplace_covariance,
-    fit_start,
-    misfit,
-    parameter_bounds,
-    residual,
-    residual_and_jacobian,
-    shoot,
-    shooting_fit,
-    trajectory,
-)
+from ._model import ShootingConfig, misfit, parameter_bounds, residual, residual_and_jacobian, shoot, trajectory
+from ._shooting import ShootingFit, fit_start, laplace_covariance, shooting_fit
 
 __all__ = [
     "PacingSearch", "farthest_point_sample", "pacing_search",
