@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 from ..._registry import Solution, register_batch_method, register_method
@@ -36,21 +37,16 @@ def _solution(fit, name, options):
     return Solution(fit.U, name, diagnostics, options, recovery=fit.V, history=fit.history)
 
 
+def _fields_of(config_class, o: dict) -> dict:
+    return {f.name: o[f.name] for f in dataclasses.fields(config_class)}
+
+
 def _eand_arn_settings(o: dict):
     """``(config, train, shared keyword arguments of eand_arn)`` from the options of :func:`solve_eand_arn`."""
-    cfg = EANDARNConfig(
-        mode=o["mode"], width=o["width"], n_blocks=o["n_blocks"], block_depth=o["block_depth"],
-        activation=o["activation"], fourier_features=o["fourier_features"], fourier_scale=o["fourier_scale"], adaptive=o["adaptive"],
-        architecture=o["architecture"], ridge=o["ridge"], stencil_order=o["stencil_order"],
-        derivative=o["derivative"], windows=o["windows"], weights=tuple(float(w) for w in o["weights"]),
-        learnable_weights=o["learnable_weights"], balance_every=o["balance_every"], init=o["init"], fit_D=o["fit_D"], fit_a=o["fit_a"],
-    )
-    train = TrainConfig(
-        steps=o["steps"], learning_rate=o["learning_rate"], schedule=o["schedule"], decay_rate=o["decay_rate"],
-        decay_steps=o["decay_steps"], min_learning_rate=o["min_learning_rate"], grad_clip=o["grad_clip"],
-        patience=o["patience"], min_delta=o["min_delta"], progress=o["progress"], chunk=o["chunk"],
-        lbfgs_steps=o["lbfgs_steps"], physics_learning_rate=o["physics_learning_rate"],
-    )
+    # Every field of the two configs is an option of the same name: built from the fields, so a
+    # field added to a config cannot be left unreachable (nine once were).
+    cfg = EANDARNConfig(**{**_fields_of(EANDARNConfig, o), "weights": tuple(float(w) for w in o["weights"])})
+    train = TrainConfig(**_fields_of(TrainConfig, o))
     shared = dict(
         laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], adjacency=o["adjacency"],
         ap_params=o["ap_params"], checkpoint_dir=o["checkpoint_dir"], checkpoint_every=o["checkpoint_every"],
