@@ -112,6 +112,50 @@ def test_fit_template_recovers_a_stretch():
     np.testing.assert_allclose(fit.log_stretch, log_stretch, atol=0.02)
 
 
+def test_smooth_modes_are_the_smoothest_orthonormal_fields():
+    """On a ring the smoothest modes are the constant, then cos/sin of the lowest frequency."""
+    from ecgi_jax.solvers.activation import smooth_modes
+
+    n = 24
+    L = jnp.asarray(2 * np.eye(n) - np.roll(np.eye(n), 1, 1) - np.roll(np.eye(n), -1, 1), jnp.float32)
+    B = smooth_modes(L, 3)
+    assert B.shape == (n, 3)
+    np.testing.assert_allclose(B.T @ B, np.eye(3), atol=1e-5)
+    np.testing.assert_allclose(jnp.abs(B[:, 0]), np.full(n, 1 / np.sqrt(n)), atol=2e-4)  # float32 eigh
+    x = 2 * np.pi * np.arange(n) / n
+    low = np.stack([np.cos(x), np.sin(x)], 1) / np.sqrt(n / 2)
+    # The 2nd and 3rd modes span the lowest frequency: projecting onto them loses nothing.
+    np.testing.assert_allclose(np.linalg.norm(B[:, 1:].T @ low, axis=0), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        smooth_modes(L, n + 1)
+
+
+def test_fit_template_recovers_a_stretch_in_few_modes():
+    """A stretch that is a combination of 4 smooth modes: the fit in those 4 coefficients finds it
+    (and the same stretch per node); ``stretch_modes`` without ``stretch`` is refused."""
+    from ecgi_jax.solvers.activation import smooth_modes
+
+    rng = np.random.default_rng(2)
+    n, m = 30, 60
+    t, s0, h, K = _grid(n_t=150)
+    lags = s0 + h * np.arange(K)
+    ring = 2 * np.eye(n) - np.roll(np.eye(n), 1, 1) - np.roll(np.eye(n), -1, 1)
+    B = smooth_modes(jnp.asarray(ring, jnp.float32), 4)
+    log_stretch = B @ jnp.asarray([0.3, 0.4, -0.3, 0.2], jnp.float32)
+    tau = jnp.asarray(rng.uniform(1.0, 3.0, n), jnp.float32)
+    f = jnp.asarray(_waveform(lags), jnp.float32)
+    A = jnp.asarray(rng.normal(size=(m, n)) / np.sqrt(n), jnp.float32)
+    Y = A @ template_potentials(tau, f, t, s0, h, log_stretch)
+    L = jnp.zeros((1, n))
+    fit = fit_template(Y, A, L, t, tau, f, s0, h, 0.0, 1e-6, steps=300, stretch=True, stretch_modes=B)
+    assert float(fit.misfit) < 1e-4
+    np.testing.assert_allclose(fit.log_stretch, log_stretch, atol=0.01)
+    with pytest.raises(ValueError, match="stretch=True"):
+        fit_template(Y, A, L, t, tau, f, s0, h, 0.0, 1e-6, steps=3, stretch_modes=B)
+    with pytest.raises(ValueError, match=r"\(n, k\) matrix"):
+        fit_template(Y, A, L, t, tau, f, s0, h, 0.0, 1e-6, steps=3, stretch=True, stretch_modes=B[:5])
+
+
 def test_prior_whitener_whitens_the_smoothness_penalty():
     from ecgi_jax.solvers.activation import prior_whitener
 

@@ -2,9 +2,9 @@
 one learned waveform shifted node by node (the waveform template)."""
 
 from ._activation_inverse import activation_cost, fit_activation_times, gauss_newton_system, upstroke
-from ._template import TemplateFit, fit_template, initial_waveform, prior_whitener, template_potentials
+from ._template import TemplateFit, fit_template, initial_waveform, prior_whitener, smooth_modes, template_potentials
 
 __all__ = [
     "upstroke", "activation_cost", "gauss_newton_system", "fit_activation_times",
-    "TemplateFit", "fit_template", "initial_waveform", "prior_whitener", "template_potentials",
+    "TemplateFit", "fit_template", "initial_waveform", "prior_whitener", "smooth_modes", "template_potentials",
 ]

@@ -26,7 +26,7 @@ import optax
 
 from .._optax import optax_update
 
-__all__ = ["TemplateFit", "template_potentials", "initial_waveform", "fit_template", "prior_whitener"]
+__all__ = ["TemplateFit", "template_potentials", "initial_waveform", "fit_template", "prior_whitener", "smooth_modes"]
 
 
 class TemplateFit(NamedTuple):
@@ -101,8 +101,19 @@ def prior_whitener(L, eps):
     return (V * jax.lax.rsqrt(s)[None, :]) @ V.T
 
 
+def smooth_modes(L, k: int) -> jax.Array:
+    """The ``k`` smoothest fields on the heart: the eigenvectors of ``LᵀL`` with the ``k`` smallest
+    eigenvalues (for a Laplacian the constant comes first), as the orthonormal columns of an
+    ``(n, k)`` matrix. A smooth map in ``k`` numbers, e.g. the stretch of :func:`fit_template`."""
+    n = jnp.shape(L)[-1]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in [1, {n}] (the number of modes of {n} nodes); got {k!r}.")
+    _, V = jnp.linalg.eigh(jnp.matmul(L.T, L, precision="highest"))
+    return V[:, :k]
+
+
 def fit_template(
-    Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300, stretch: bool = False, whiten=None
+    Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps: int = 300, stretch: bool = False, stretch_modes=None, whiten=None
 ) -> TemplateFit:
     """Fit ``tau`` and ``f`` jointly by ``steps`` L-BFGS iterations (module docstring).
 
@@ -125,6 +136,10 @@ def fit_template(
             whitened fit follows the model error further (``experiments/noncrime_study.py``).
             ``log_stretch`` stays unwhitened (whitened, its large smooth moves traded off against
             ``f`` and the fit went astray).
+        stretch_modes: with ``stretch``, ``None`` — a stretch per node; an ``(n, k)`` matrix ``B``
+            — ``log_stretch = B c`` with ``k`` coefficients ``c`` (e.g. :func:`smooth_modes`): a
+            smooth APD map in a few numbers, which the data determine where ``n`` free stretches
+            are only held by the penalty (and a model-selection criterion charges ``k``, not ``n``).
     """
     shapes = {name: jnp.shape(x) for name, x in (("Y", Y), ("A", A), ("L", L), ("t", t), ("tau0", tau0), ("f0", f0))}
     if len(shapes["Y"]) != 2 or len(shapes["A"]) != 2 or shapes["A"][0] != shapes["Y"][0]:
@@ -142,22 +157,31 @@ def fit_template(
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}.")
     if whiten is not None and not isinstance(whiten, jax.core.Tracer) and not float(whiten) > 0:
         raise ValueError(f"whiten must be None or a number > 0; got {whiten!r}.")
-    return _fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, steps=int(steps), stretch=bool(stretch), whiten=whiten)
+    if stretch_modes is not None:
+        if not stretch:
+            raise ValueError("stretch_modes shapes the stretch: pass stretch=True with it (or drop it).")
+        if jnp.ndim(stretch_modes) != 2 or jnp.shape(stretch_modes)[0] != n:
+            raise ValueError(f"stretch_modes must be an (n, k) matrix with n = {n} nodes; got shape {jnp.shape(stretch_modes)}.")
+    return _fit_template(
+        Y, A, L, t, tau0, f0, s0, h, lam, mu, stretch_modes, steps=int(steps), stretch=bool(stretch), whiten=whiten
+    )
 
 
 @partial(jax.jit, static_argnames=("steps", "stretch"))
-def _fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, *, steps, stretch, whiten):
+def _fit_template(Y, A, L, t, tau0, f0, s0, h, lam, mu, B, *, steps, stretch, whiten):
     y2 = jnp.sum(Y**2)
     fun = lambda p: _loss(p, Y, A, L, t, s0, h, lam, mu, y2)  # noqa: E731
+    c0 = (jnp.zeros_like(tau0) if B is None else jnp.zeros(B.shape[1], tau0.dtype)) if stretch else None
+    log_stretch = lambda c: c if B is None or c is None else B @ c  # noqa: E731
     if whiten is None:
-        lift = lambda q: q  # noqa: E731
-        q0 = (tau0, f0, jnp.zeros_like(tau0) if stretch else None)
+        lift = lambda q: (q[0], q[1], log_stretch(q[2]))  # noqa: E731
+        q0 = (tau0, f0, c0)
     else:
         K = f0.shape[0]
         first_difference = jnp.eye(K - 1, K, 1, dtype=f0.dtype) - jnp.eye(K - 1, K, dtype=f0.dtype)
         P, P_f = prior_whitener(L, whiten), prior_whitener(first_difference, whiten)
-        lift = lambda q: (tau0 + P @ q[0], f0 + P_f @ q[1], q[2])  # noqa: E731
-        q0 = (jnp.zeros_like(tau0), jnp.zeros_like(f0), jnp.zeros_like(tau0) if stretch else None)
+        lift = lambda q: (tau0 + P @ q[0], f0 + P_f @ q[1], log_stretch(q[2]))  # noqa: E731
+        q0 = (jnp.zeros_like(tau0), jnp.zeros_like(f0), c0)
     opt = optax.lbfgs()
     objective = lambda q: fun(lift(q))  # noqa: E731
     value_and_grad = optax.value_and_grad_from_state(objective)
