@@ -1,5 +1,5 @@
 """Forward model: heart-surface potentials -> body-surface potentials, the observation model
-(gain and offsets of the recordings) and measurement noise."""
+(gain and offsets of the recordings), the heart's rigid pose, and measurement noise."""
 
 from ._bem import (
     bem_blocks,
@@ -12,6 +12,7 @@ from ._bem import (
     winding_number,
 )
 from ._mfs import mfs_sources, mfs_transfer_matrix
+from ._pose import MovableHeart, fit_pose_step, moved_heart, rotation_matrix
 from ._noise import add_noise, add_noise_snr, correlated_noise
 from ._reference import rereference
 from ._observation import (
@@ -26,6 +27,10 @@ from ._observation import (
 )
 
 __all__ = [
+    "MovableHeart",
+    "moved_heart",
+    "rotation_matrix",
+    "fit_pose_step",
     "rereference",
     "OBSERVATIONS",
     "Observation",

@@ -207,7 +207,7 @@ class EANDARNSetup(NamedTuple):
 def setup_eand_arn(
     Y, A, *, laplacian: SparseOperator, dt: float, vertices=None, adjacency=None,
     config: EANDARNConfig = EANDARNConfig(), train: TrainConfig = TrainConfig(),
-    ap_params: APParams = APParams(), key=None, start="auto", observation: str = "identity",
+    ap_params: APParams = APParams(), key=None, start="auto", observation: str = "identity", movable_heart=None,
 ) -> EANDARNSetup:
     """Everything before training, for one problem: inputs, start solution, network initialisation
     and optimizer state. Arguments as :func:`eand_arn`."""
@@ -230,13 +230,21 @@ def setup_eand_arn(
     if check_observation(observation) != "identity" and (cfg.init == "random" or not isinstance(start, str)):
         raise ValueError("observation='gain-offset' fits the gain and offsets to a physics start: use start 'auto', "
                          "'pacing', 'shooting' or 'template' (not a given start or init='random').")
+    if movable_heart is not None:
+        if cfg.init == "random" or not isinstance(start, str) or start not in ("auto", "template"):
+            raise ValueError("movable_heart moves the heart for the template start: use start 'auto' or 'template' "
+                             "(not another start or init='random'), or leave it out.")
+        movable_heart.check_matches(A)
     info_start: dict = {"start": None}
     U0 = V0 = None
     if cfg.init != "random":
         if isinstance(start, str):
             U0, V0, info_start = start_solution(
-                start, Y, A, lap, dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params, observation=observation
+                start, Y, A, lap, dt, vertices=vertices, adjacency=adjacency, ap_params=ap_params, observation=observation,
+                movable_heart=movable_heart,
             )
+            if "heart_pose" in info_start:  # the data term sees the heart where the start put it
+                A = jnp.asarray(movable_heart.transfer_matrix(info_start["heart_pose"]), dtype)
             if observation != "identity":
                 Y = observation_of(info_start).normalize(Y)  # the data term in the model's units
             # A fitted start (shooting) comes with its model: the physics term uses that model.
@@ -368,6 +376,7 @@ def eand_arn(
     checkpoint_dir=None,
     checkpoint_every: int = 1,
     observation: str = "identity",
+    movable_heart=None,
 ) -> NeuralFit:
     """Fit EAND-ARN to one recording. See :func:`ecgi_jax.solve` (``method="eand-arn"``).
 
@@ -387,13 +396,18 @@ def eand_arn(
         observation: ``"identity"`` (``Y = A u``) or ``"gain-offset"`` (``Y = g·A u + b``, fitted
             to the physics start and then held: the network trains on ``(Y − b)/g``; see
             :func:`start_solution`).
+        movable_heart: a :class:`~ecgi_jax.forward.MovableHeart` that reproduces ``A`` (the heart
+            and torso meshes and electrodes it was built from): the template start also fits the
+            heart's rigid pose and, where the criterion takes it, the network trains on the moved
+            heart's transfer matrix (``info["heart_pose"]``). ``None``: the heart stays where ``A``
+            puts it.
         checkpoint_dir, checkpoint_every: save the training state every ``checkpoint_every``
             chunks and resume from an existing checkpoint of the same run (see
             :func:`~ecgi_jax.solvers.neural.run_training`); ``None``: no checkpoints.
     """
     setup = setup_eand_arn(
         Y, A, laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, config=config, train=train,
-        ap_params=ap_params, key=key, start=start, observation=observation,
+        ap_params=ap_params, key=key, start=start, observation=observation, movable_heart=movable_heart,
     )
     problem, graphdef = setup.problem, setup.graphdef
     n_t, dtype = problem.Y.shape[1], problem.Y.dtype
@@ -451,6 +465,7 @@ def eand_arn_batch(
     checkpoint_dir=None,
     checkpoint_every: int = 1,
     observation: str = "identity",
+    movable_heart=None,
 ) -> list[NeuralFit]:
     """Fit EAND-ARN to ``B`` recordings at once: one ``jax.vmap``-ed training step over the stacked
     parameters, optimizer states and problems (see ``run_training(..., batched=True)``).
@@ -479,7 +494,7 @@ def eand_arn_batch(
     setups = [
         setup_eand_arn(
             y, a, laplacian=laplacian, dt=dt, vertices=vertices, adjacency=adjacency, config=config, train=train,
-            ap_params=ap_params, key=k, start=s, observation=observation,
+            ap_params=ap_params, key=k, start=s, observation=observation, movable_heart=movable_heart,
         )
         for y, a, k, s in zip(Ys, As, keys, starts)
     ]

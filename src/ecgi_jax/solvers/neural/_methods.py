@@ -7,6 +7,7 @@ import inspect
 
 from ..._registry import Solution, register_batch_method, register_method
 from ...ep import APParams
+from ...forward import MovableHeart
 from ._eand_arn import EANDARNConfig, eand_arn, eand_arn_batch
 from ._train import TrainConfig
 
@@ -50,13 +51,13 @@ def _eand_arn_settings(o: dict):
     shared = dict(
         laplacian=_require_laplacian(o["laplacian"]), dt=o["dt"], vertices=o["vertices"], adjacency=o["adjacency"],
         ap_params=o["ap_params"], checkpoint_dir=o["checkpoint_dir"], checkpoint_every=o["checkpoint_every"],
-        observation=o["observation"],
+        observation=o["observation"], movable_heart=o["movable_heart"],
     )
     return cfg, train, shared
 
 
 def _record_eand_arn(o: dict) -> dict:
-    options = _recorded(o, ("laplacian", "vertices", "adjacency", "truth", "key"))
+    options = _recorded(o, ("laplacian", "vertices", "adjacency", "truth", "key", "movable_heart"))
     start = o["start"]
     if isinstance(start, (tuple, list)) or hasattr(start, "shape"):
         options["start"] = "<given>"
@@ -114,6 +115,7 @@ def solve_eand_arn(
     checkpoint_every: int = 1,
     lbfgs_steps: int = _T.lbfgs_steps,
     observation: str = "identity",
+    movable_heart: MovableHeart | None = None,
 ) -> Solution:
     """EAND-ARN (see :func:`~ecgi_jax.solvers.neural.eand_arn`). ``chunk``: optimizer steps per
     jitted call; ``checkpoint_dir``: save the training state every ``checkpoint_every`` chunks
@@ -131,7 +133,11 @@ def solve_eand_arn(
     :class:`~ecgi_jax.solvers.neural.TrainConfig`'s fields (one source of defaults), every one of
     them reachable here. ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
     ``A``, per-lead references); the gain and offsets are fitted to the physics start and reported
-    in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``."""
+    in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``. ``movable_heart``
+    (:class:`~ecgi_jax.forward.MovableHeart`, the meshes and electrodes ``A`` was built from): the
+    start also fits the heart's rigid pose, reported in ``diagnostics["heart_pose"]`` (translation
+    in the meshes' unit, rotation vector in radians) where the criterion takes it; costs seven BEM
+    solves and a few template fits more."""
     o = dict(locals())
     options = _record_eand_arn(o)
     cfg, train, shared = _eand_arn_settings(o)
