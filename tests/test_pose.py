@@ -114,8 +114,36 @@ def test_posed_template_finds_the_heart_where_the_data_put_it(geometry):
     fit, pose, A_pose = posed_template(Y, A, L, dt, U0, geometry, fit=nominal)
     re = lambda U: float(jnp.linalg.norm(U - U_true) / jnp.linalg.norm(U_true))  # noqa: E731
     np.testing.assert_allclose(pose[:3], pose_true[:3], atol=0.5)
+    np.testing.assert_array_equal(pose[3:], 0.0)  # the rotation is held
     # On this smooth toy the nominal heart's template is not much worse in RE (the potentials are
     # the template's own), but it cannot explain the data the moved heart's can.
     assert re(fit.U) <= re(nominal.U) + 1e-3, (re(fit.U), re(nominal.U))
     assert float(fit.misfit) < 0.5 * float(nominal.misfit), (float(fit.misfit), float(nominal.misfit))
     np.testing.assert_allclose(A_pose, geometry.transfer_matrix(pose), rtol=1e-5, atol=1e-9)
+
+
+def test_pose_jacobian_solves_only_the_free_components(geometry):
+    full = geometry.pose_jacobian()
+    part = geometry.pose_jacobian(free=[True, False, True, False, False, False])
+    np.testing.assert_array_equal(part[[0, 2]], full[[0, 2]])
+    np.testing.assert_array_equal(part[[1, 3, 4, 5]], 0.0)
+    with pytest.raises(ValueError, match="free must be 6 booleans"):
+        geometry.pose_jacobian(free=[1, 0, 0, 0, 0, 0])
+
+
+def test_eand_arn_refuses_a_movable_heart_it_cannot_use(geometry):
+    from ecgi_jax import solve
+    from ecgi_jax.operators import huiskamp_laplacian
+
+    heart = geometry.heart
+    A = geometry.transfer_matrix().astype(np.float32)
+    Y = np.zeros((A.shape[0], 20), np.float32)
+    Y[:, 5:] = 1e-3 * A.sum(1, keepdims=True)
+    edges = np.concatenate([heart.triangles[:, [0, 1]], heart.triangles[:, [1, 2]], heart.triangles[:, [2, 0]]])
+    neighbours = [sorted(set(edges[edges[:, 0] == i, 1]) | set(edges[edges[:, 1] == i, 0])) for i in range(len(heart.vertices))]
+    L = huiskamp_laplacian(heart.vertices, neighbours)
+    common = dict(laplacian=L, dt=0.1, vertices=heart.vertices, steps=1, progress=False)
+    with pytest.raises(ValueError, match="movable_heart moves the heart for the template start"):
+        solve(Y, A, method="eand-arn", start="pacing", movable_heart=geometry, **common)
+    with pytest.raises(ValueError, match="does not reproduce A"):
+        solve(Y, 2 * A, method="eand-arn", movable_heart=geometry, **common)

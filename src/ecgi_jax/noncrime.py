@@ -42,7 +42,7 @@ from scipy.spatial import cKDTree
 
 from ._types import check_key
 from .ep import IONIC_MODELS, simulate_ionic
-from .forward import correlated_noise, transfer_matrix
+from .forward import correlated_noise, moved_heart, transfer_matrix
 from .geometry import Mesh, default_heart_torso
 from .operators import SparseOperator, cotangent_laplacian, huiskamp_laplacian
 
@@ -136,12 +136,6 @@ def noncrime_geometry(
     )
 
 
-def _rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
-    axis = axis / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
-
-
 def _surface_points(torso: Mesh, points: np.ndarray):
     """Closest points on ``torso`` to ``points``: ``(triangle, barycentric (k, 3))``.
 
@@ -201,10 +195,7 @@ def truth_transfer(
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
     unit = lambda: (lambda v: v / np.linalg.norm(v))(rng.normal(size=3))  # noqa: E731
     axis, shift = unit(), shift_mm * unit()
-    heart = geometry.heart_fine
-    centre = heart.vertices.mean(axis=0)
-    R = _rotation_matrix(axis, np.deg2rad(rotation_deg))
-    moved = Mesh((heart.vertices - centre) @ R.T + centre + shift, heart.triangles)
+    moved = moved_heart(geometry.heart_fine, np.concatenate([shift, np.deg2rad(rotation_deg) * axis]))
     torso = geometry.torso_fine
     full = transfer_matrix(moved, torso, reference="none")  # raises when the heart leaves the torso
     nominal = torso.vertices[geometry.electrodes]

@@ -48,6 +48,13 @@ def _check_pose(pose) -> np.ndarray:
     return pose
 
 
+def _check_free(free) -> np.ndarray:
+    checked = np.ones(6, bool) if free is None else np.asarray(free)
+    if checked.shape != (6,) or checked.dtype != bool or not checked.any():
+        raise ValueError(f"free must be 6 booleans, at least one True (the pose components to fit); got {free!r}.")
+    return checked
+
+
 def moved_heart(heart: Mesh, pose) -> Mesh:
     """``heart`` rotated by ``pose[3:]`` about its centroid, then shifted by ``pose[:3]``."""
     pose = _check_pose(pose)
@@ -75,12 +82,16 @@ class MovableHeart(NamedTuple):
         heart = self.heart if pose is None else moved_heart(self.heart, pose)
         return transfer_matrix(heart, self.torso, electrodes=self.electrodes, reference=self.reference, dtype=dtype)
 
-    def pose_jacobian(self, pose=None, A=None) -> np.ndarray:
-        """``∂A/∂pose (6, m, n)`` by forward differences of :data:`POSE_STEPS` (six BEM solves);
-        ``A``: the matrix at ``pose`` when the caller has it."""
-        pose = _check_pose(pose)
+    def pose_jacobian(self, pose=None, A=None, free=None) -> np.ndarray:
+        """``∂A/∂pose (6, m, n)`` by forward differences of :data:`POSE_STEPS` (a BEM solve per
+        component); ``A``: the matrix at ``pose`` when the caller has it; ``free``: 6 booleans, the
+        components wanted (the others are left zero, unsolved); default all."""
+        pose, free = _check_pose(pose), _check_free(free)
         A = self.transfer_matrix(pose) if A is None else np.asarray(A, np.float64)
-        return np.stack([(self.transfer_matrix(pose + h * e) - A) / h for h, e in zip(POSE_STEPS, np.eye(6))])
+        return np.stack([
+            (self.transfer_matrix(pose + h * e) - A) / h if on else np.zeros_like(A)
+            for h, e, on in zip(POSE_STEPS, np.eye(6), free)
+        ])
 
     def check_matches(self, A, rtol: float = 1e-3) -> None:
         """Raise unless this geometry reproduces ``A`` (the inverse's matrix) at its own pose."""
@@ -108,9 +119,7 @@ def fit_pose_step(Y, U, A, jacobian, pose, free=None) -> np.ndarray:
     J = np.asarray(jacobian, np.float64)
     if J.shape != (6, *A.shape) or Y.shape != (A.shape[0], U.shape[1]) or U.shape[0] != A.shape[1]:
         raise ValueError(f"shapes disagree: Y {Y.shape}, U {U.shape}, A {A.shape}, jacobian {J.shape} (want (6, m, n)).")
-    free = np.ones(6, bool) if free is None else np.asarray(free, bool)
-    if free.shape != (6,) or not free.any():
-        raise ValueError(f"free must be 6 booleans, at least one True (the pose components to fit); got {free!r}.")
+    free = _check_free(free)
     G = np.einsum("kmn,nt->mtk", J[free], U).reshape(-1, int(free.sum()))
     delta = np.zeros(6)
     delta[free] = np.linalg.lstsq(G, (Y - A @ U).ravel(), rcond=None)[0]

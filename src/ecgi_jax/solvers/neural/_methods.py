@@ -135,9 +135,10 @@ def solve_eand_arn(
     ``A``, per-lead references); the gain and offsets are fitted to the physics start and reported
     in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``. ``movable_heart``
     (:class:`~ecgi_jax.forward.MovableHeart`, the meshes and electrodes ``A`` was built from): the
-    start also fits the heart's rigid pose, reported in ``diagnostics["heart_pose"]`` (translation
-    in the meshes' unit, rotation vector in radians) where the criterion takes it; costs seven BEM
-    solves and a few template fits more."""
+    start also fits where the heart sits (its translation; the rotation is held), reported in
+    ``diagnostics["heart_pose"]`` (a pose of :mod:`ecgi_jax.forward`: ``tx, ty, tz`` in the meshes'
+    unit, then the rotation vector) where the criterion takes it; costs seven BEM solves and three
+    template fits more."""
     o = dict(locals())
     options = _record_eand_arn(o)
     cfg, train, shared = _eand_arn_settings(o)

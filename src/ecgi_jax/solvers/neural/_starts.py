@@ -37,11 +37,13 @@ TEMPLATE_STEPS, TEMPLATE_LAM, TEMPLATE_MU, TEMPLATE_WHITEN = 500, 1e-2, 1e-3, 1e
 # per node 0.182).
 STRETCH_MODES = 25
 # The heart's pose (movable_heart): Gauss–Newton rounds, each a pose step for the current template
-# and a template refit for the moved heart, with the pose Jacobian at the nominal pose (six BEM
-# solves, once). Development cases (sites 50 / 150, seed 1, heart 8 mm and 8 deg off): RE of the
-# template 0.242 -> 0.162 (biventricular), 0.367 -> 0.211 (dilated) in two rounds; with the true
-# pose 0.126 / 0.158.
-POSE_ROUNDS, POSE_FREE = 3, (True,) * 6
+# and a template refit for the moved heart, with the pose Jacobian at the nominal pose (a BEM solve
+# per component, once). Only the translation is fitted: on development cases (seed 1, heart 8 mm and
+# 8 deg off) the rotation came out wrong (up to 11 deg about another axis) and fitting it too was
+# worse, site 150: RE 0.171 / 0.203 (biventricular / dilated) with rotation, 0.163 / 0.193 without,
+# 0.238 / 0.379 for the heart left where A puts it; site 50, two rounds with the rotation: 0.242 ->
+# 0.162, 0.367 -> 0.211; with the true pose 0.126 / 0.158.
+POSE_ROUNDS, POSE_FREE = 3, (True, True, True, False, False, False)
 POSE_PARAMS = sum(POSE_FREE)
 
 
@@ -105,7 +107,7 @@ def start_solution(
 
     ``movable_heart`` (a :class:`~ecgi_jax.forward.MovableHeart` that reproduces ``A``): the
     template is also fitted with the heart moved rigidly (:func:`posed_template`), and taken when
-    the criterion prefers it (six more parameters); its pose is in ``info["heart_pose"]`` and the
+    the criterion prefers it (``POSE_PARAMS`` more parameters: the translation); its pose is in ``info["heart_pose"]`` and the
     caller's data term should use ``movable_heart.transfer_matrix(pose)``.
 
     ``info["start"]`` names the start used, ``info["start_misfit"]`` its misfit and
@@ -184,7 +186,7 @@ def start_solution(
         name = min(fits, key=aic.get)
         A_t, posed = A, {}
         if movable_heart is not None:
-            # The heart's position too (six more parameters): where the model puts the heart wrongly,
+            # The heart's position too (three more parameters): where the model puts the heart wrongly,
             # the moved heart's template explains the data better, and the criterion takes it.
             fit, pose, A_pose = posed_template(
                 Y_model, A, L, dt, beat[0], movable_heart, stretch=name == "template-stretch", fit=fits[name]
@@ -231,7 +233,7 @@ def posed_template(Y, A, L, dt, U0, movable_heart: MovableHeart, *, stretch: boo
     rounds of a Gauss–Newton step in the pose (:func:`~ecgi_jax.forward.fit_pose_step`, the current
     template's potentials held) and a template refit from ``U0`` for the moved heart. ``fit``: the
     template fit at the nominal pose, when the caller has it."""
-    J = movable_heart.pose_jacobian()
+    J = movable_heart.pose_jacobian(free=POSE_FREE)
     pose, A_pose = np.zeros(6), A
     fit = template_start(Y, A, L, dt, U0, stretch=stretch) if fit is None else fit
     for _ in range(POSE_ROUNDS):
