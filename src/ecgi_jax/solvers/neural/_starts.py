@@ -30,7 +30,7 @@ TEMPLATE_STEPS, TEMPLATE_LAM, TEMPLATE_MU, TEMPLATE_WHITEN = 500, 1e-2, 1e-3, 1e
 # The stretch of the waveform (APD varying over the heart) lives in the smoothest STRETCH_MODES modes
 # of the heart, not one per node: the criterion then charges STRETCH_MODES parameters, not n, and
 # takes the stretch wherever it explains the data at all. Per node it was charged 642 and left
-# out where the APD varied (held-out sites of noncrime_study: RE 0.35 / 0.50 without it), while on
+# out in some cases whose APD varied (the reported APD losses of noncrime_study's run I), while on
 # development cases (sites 50 / 150 / 450, seed 1, APD gradient ±15 %) the stretched fit gave RE
 # 0.14–0.23 against 0.33–0.43 unstretched; without an APD gradient the modes stretch by < 4 % and
 # change RE by < 0.004. 25 modes on those cases: mean RE 0.176 (10 modes 0.186, 4 modes 0.203,
