@@ -147,3 +147,10 @@ def test_eand_arn_refuses_a_movable_heart_it_cannot_use(geometry):
         solve(Y, A, method="eand-arn", start="pacing", movable_heart=geometry, **common)
     with pytest.raises(ValueError, match="does not reproduce A"):
         solve(Y, 2 * A, method="eand-arn", movable_heart=geometry, **common)
+    # Through the heart model, which passes it to the methods that take it (and only to them).
+    from ecgi_jax.operators import HeartModel
+
+    model = HeartModel(laplacian=L, vertices=heart.vertices, dt=0.1, movable_heart=geometry)
+    with pytest.raises(ValueError, match="does not reproduce A"):
+        solve(Y, 2 * A, method="eand-arn", heart=model, steps=1, progress=False)
+    assert solve(Y, A, method="tikhonov-2", heart=model).U.shape == (A.shape[1], Y.shape[1])

@@ -61,6 +61,10 @@ class HeartModel(NamedTuple):
             model it (``ap-shooting``, ``eand-arn``): ``"identity"`` (``Y = A·u``),
             ``"gain-offset"`` (``Y = g·A·u + b``: recordings in mV, per-lead references; see
             :func:`ecgi_jax.forward.project_gain_offset`), or ``None`` (each method's default).
+        movable_heart: the heart and torso meshes and electrodes ``A`` was built from, as an
+            :class:`ecgi_jax.forward.MovableHeart`, for the methods that can move the heart to
+            where the recordings put it (``eand-arn``), or ``None`` (the heart stays where ``A``
+            puts it).
     """
 
     laplacian: Any = None
@@ -71,6 +75,7 @@ class HeartModel(NamedTuple):
     time_unit: str = "ap"
     time_scale: float = 1.0
     observation: str | None = None
+    movable_heart: Any = None
 
     @classmethod
     def from_mesh(
