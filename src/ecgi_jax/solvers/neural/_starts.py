@@ -107,8 +107,9 @@ def start_solution(
 
     ``movable_heart`` (a :class:`~ecgi_jax.forward.MovableHeart` that reproduces ``A``): the
     template is also fitted with the heart moved rigidly (:func:`posed_template`), and taken when
-    the criterion prefers it (``POSE_PARAMS`` more parameters: the translation); its pose is in ``info["heart_pose"]`` and the
-    caller's data term should use ``movable_heart.transfer_matrix(pose)``.
+    the criterion prefers it (``POSE_PARAMS`` more parameters: the translation); its pose is in
+    ``info["heart_pose"]`` and the caller's data term should use
+    ``movable_heart.transfer_matrix(pose)``.
 
     ``info["start"]`` names the start used, ``info["start_misfit"]`` its misfit and
     ``info["start_potentials"]`` its u ``(n, t)`` (to score the start against the trained fields).
