@@ -77,13 +77,13 @@ def test_fit_pose_step_recovers_a_pose(geometry):
         fit_pose_step(Y[:-1], U, geometry.transfer_matrix(), J, np.zeros(6))
 
 
-def test_check_matches_names_the_mismatch(geometry):
+def test_matching_matrix_names_the_mismatch(geometry):
     A = geometry.transfer_matrix()
-    geometry.check_matches(A)
+    np.testing.assert_array_equal(geometry.matching_matrix(A.astype(np.float32)), A)
     with pytest.raises(ValueError, match="does not reproduce A"):
-        geometry.check_matches(transfer_matrix(geometry.heart, geometry.torso, electrodes=geometry.electrodes))  # "mean"
+        geometry.matching_matrix(transfer_matrix(geometry.heart, geometry.torso, electrodes=geometry.electrodes))  # "mean"
     with pytest.raises(ValueError, match="check its electrodes"):
-        geometry.check_matches(A[:-1])
+        geometry.matching_matrix(A[:-1])
 
 
 def test_posed_template_finds_the_heart_where_the_data_put_it(geometry):

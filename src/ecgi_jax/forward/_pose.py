@@ -93,8 +93,9 @@ class MovableHeart(NamedTuple):
             for h, e, on in zip(POSE_STEPS, np.eye(6), free)
         ])
 
-    def check_matches(self, A, rtol: float = 1e-3) -> None:
-        """Raise unless this geometry reproduces ``A`` (the inverse's matrix) at its own pose."""
+    def matching_matrix(self, A, rtol: float = 1e-3) -> np.ndarray:
+        """The transfer matrix at the heart's own pose (float64), after checking that it reproduces
+        ``A``, the inverse's matrix (relative Frobenius difference within ``rtol``); raises if not."""
         A = np.asarray(A, np.float64)
         A_here = self.transfer_matrix()
         if A_here.shape != A.shape:
@@ -108,6 +109,7 @@ class MovableHeart(NamedTuple):
                 f"the movable heart does not reproduce A (relative difference {err:.2g}): build it from the meshes, "
                 "electrodes, length unit and reference (\"none\" or \"mean\") that A was built from."
             )
+        return A_here
 
 
 def fit_pose_step(Y, U, A, jacobian, pose, free=None) -> np.ndarray:

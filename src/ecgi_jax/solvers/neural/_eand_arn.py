@@ -234,7 +234,6 @@ def setup_eand_arn(
         if cfg.init == "random" or not isinstance(start, str) or start not in ("auto", "template"):
             raise ValueError("movable_heart moves the heart for the template start: use start 'auto' or 'template' "
                              "(not another start or init='random'), or leave it out.")
-        movable_heart.check_matches(A)
     info_start: dict = {"start": None}
     U0 = V0 = None
     if cfg.init != "random":

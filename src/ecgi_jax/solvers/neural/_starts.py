@@ -136,6 +136,8 @@ def start_solution(
 
     if kind == "shooting" and vertices is None:
         raise ValueError("start='shooting' fits a patch centre in space: pass vertices=(n, 3) (or use start='pacing').")
+    # Checked before the searches, and solved once: the Jacobian of the pose fit starts from it.
+    A_nominal = None if movable_heart is None else movable_heart.matching_matrix(A)
     if adjacency is None:
         adjacency = adjacency_from_sparse(lap.to_scipy())
     search_vertices = vertices
@@ -190,7 +192,8 @@ def start_solution(
             # The heart's position too (three more parameters): where the model puts the heart wrongly,
             # the moved heart's template explains the data better, and the criterion takes it.
             fit, pose, A_pose = posed_template(
-                Y_model, A, L, dt, beat[0], movable_heart, stretch=name == "template-stretch", fit=fits[name]
+                Y_model, A, L, dt, beat[0], movable_heart, stretch=name == "template-stretch", fit=fits[name],
+                A_nominal=A_nominal,
             )
             misfits["template-pose"] = misfit(fit.U, A_pose)
             aic["template-pose"] = aic[name] + n_obs * np.log(misfits["template-pose"] / misfits[name]) + 2 * POSE_PARAMS
@@ -229,12 +232,13 @@ def template_start(Y, A, L, dt, U0, *, stretch: bool = False):
         whiten=None if TEMPLATE_WHITEN is None else jnp.asarray(TEMPLATE_WHITEN, Y.dtype),
     )
 
-def posed_template(Y, A, L, dt, U0, movable_heart: MovableHeart, *, stretch: bool = False, fit=None):
+def posed_template(Y, A, L, dt, U0, movable_heart: MovableHeart, *, stretch: bool = False, fit=None, A_nominal=None):
     """The template fit with the heart moved: ``(fit, pose, A(pose))`` after ``POSE_ROUNDS``
     rounds of a Gauss–Newton step in the pose (:func:`~ecgi_jax.forward.fit_pose_step`, the current
     template's potentials held) and a template refit from ``U0`` for the moved heart. ``fit``: the
-    template fit at the nominal pose, when the caller has it."""
-    J = movable_heart.pose_jacobian(free=POSE_FREE)
+    template fit at the nominal pose, ``A_nominal``: the movable heart's own float64 matrix there,
+    when the caller has them."""
+    J = movable_heart.pose_jacobian(A=A_nominal, free=POSE_FREE)
     pose, A_pose = np.zeros(6), A
     fit = template_start(Y, A, L, dt, U0, stretch=stretch) if fit is None else fit
     for _ in range(POSE_ROUNDS):
