@@ -145,6 +145,11 @@ def test_eand_arn_refuses_a_movable_heart_it_cannot_use(geometry):
     common = dict(laplacian=L, dt=0.1, vertices=heart.vertices, steps=1, progress=False)
     with pytest.raises(ValueError, match="movable_heart moves the heart for the template start"):
         solve(Y, A, method="eand-arn", start="pacing", movable_heart=geometry, **common)
+    no_vertices = {k: v for k, v in common.items() if k != "vertices"}
+    with pytest.raises(ValueError, match="pass vertices"):  # without them the template is never fitted
+        solve(Y, A, method="eand-arn", movable_heart=geometry, **no_vertices)
+    with pytest.raises(ValueError, match="not a given start"):
+        solve(Y, A, method="eand-arn", start=np.zeros((A.shape[1], Y.shape[1]), np.float32), movable_heart=geometry, **common)
     with pytest.raises(ValueError, match="does not reproduce A"):
         solve(Y, 2 * A, method="eand-arn", movable_heart=geometry, **common)
     # Through the heart model, which passes it to the methods that take it (and only to them).

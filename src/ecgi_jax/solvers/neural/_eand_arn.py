@@ -230,10 +230,10 @@ def setup_eand_arn(
     if check_observation(observation) != "identity" and (cfg.init == "random" or not isinstance(start, str)):
         raise ValueError("observation='gain-offset' fits the gain and offsets to a physics start: use start 'auto', "
                          "'pacing', 'shooting' or 'template' (not a given start or init='random').")
-    if movable_heart is not None:
-        if cfg.init == "random" or not isinstance(start, str) or start not in ("auto", "template"):
-            raise ValueError("movable_heart moves the heart for the template start: use start 'auto' or 'template' "
-                             "(not another start or init='random'), or leave it out.")
+    if movable_heart is not None and (cfg.init == "random" or not isinstance(start, str)):
+        # The start names are checked with the start (start_solution).
+        raise ValueError("movable_heart moves the heart for the template start: use start 'auto' or 'template' "
+                         "(not a given start or init='random'), or leave it out.")
     info_start: dict = {"start": None}
     U0 = V0 = None
     if cfg.init != "random":

@@ -125,6 +125,9 @@ def start_solution(
     if check_observation(observation) != "identity" and kind == "tikhonov":
         raise ValueError("observation='gain-offset' fits the gain and offsets to a physics start: use start 'auto', "
                          "'pacing', 'shooting' or 'template', not 'tikhonov'.")
+    if movable_heart is not None and (kind not in ("auto", "template") or vertices is None):
+        raise ValueError("movable_heart moves the heart for the template start: use start 'auto' or 'template' and "
+                         "pass vertices=(n, 3) (the template refines the shooting beat), or leave it out.")
     if kind == "tikhonov":
         from .. import classical
 
