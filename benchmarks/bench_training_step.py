@@ -43,7 +43,7 @@ def _configs(quick: bool) -> dict:
         "coordinate": dict(mode="coordinate", width=64 if quick else 128, n_blocks=3, block_depth=2,
                            windows=8 if quick else None),
         "pdl": dict(mode="coordinate", architecture="pdl-mlp", width=10, n_blocks=5, derivative="autodiff",
-                    windows=400, learnable_weights=True, init="random"),
+                    windows=400, learnable_weights=True, init="random", reaction_discrepancy=0),
     }
 
 
@@ -82,7 +82,8 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
 
     def loss_fn(p, problem, t_idx):
         net = (p["net"], jax.lax.stop_gradient(p["fixed"]))
-        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, stencil_order=cfg.stencil_order, derivative=cfg.derivative)
+        terms = physics_loss(net, graphdef, problem, t_idx, mode=cfg.mode, stencil_order=cfg.stencil_order, derivative=cfg.derivative,
+                             reaction_discrepancy=cfg.reaction_discrepancy)
         return combine_terms(terms, weights, p.get("log_sigma")), terms
 
     r = stencil(1, cfg.stencil_order).radius

@@ -96,6 +96,7 @@ def solve_eand_arn(
     balance_every: int | None = None,
     fit_D: bool = _M.fit_D,
     fit_a: bool = _M.fit_a,
+    reaction_discrepancy: int = _M.reaction_discrepancy,
     physics_learning_rate: float = _T.physics_learning_rate,
     steps: int = _T.steps,
     learning_rate: float = _T.learning_rate,
@@ -178,6 +179,7 @@ def _pdl_settings(o: dict):
     cfg = EANDARNConfig(
         mode="coordinate", architecture="pdl-mlp", width=o["width"], n_blocks=o["n_layers"], derivative="autodiff",
         windows=o["collocation"], weights=(1.0, 1.0, 1.0, 0.0, 0.0), learnable_weights=True, init="random",
+        reaction_discrepancy=0,  # the predecessor's loss: the AP residuals themselves
     )
     steps = o["steps"]
     train = TrainConfig(
