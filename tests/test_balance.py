@@ -97,10 +97,12 @@ def sphere():
 
 def test_balanced_training_from_a_tikhonov_start(sphere):
     """From the Tikhonov map (which violates the AP model) fixed unit weights let the physics
-    drag the fields away from the data; balanced weights improve on the start."""
+    drag the fields away from the data; balanced weights improve on the start. The paper's
+    physics term (the AP residuals, ``reaction_discrepancy=0``), whose pull the balancing was
+    made for (with the default cubic discrepancy, measured: fixed 0.37, balanced 0.33)."""
     mesh, lap, A, U, Y = sphere
     kw = dict(laplacian=lap, dt=0.1, start="tikhonov", width=32, steps=300, learning_rate=1e-3, patience=0,
-              progress=False, truth=U, key=jax.random.key(0))
+              progress=False, truth=U, key=jax.random.key(0), reaction_discrepancy=0)
     fixed = solve(Y, A, method="eand-arn", balance_every=0, **kw)
     balanced = solve(Y, A, method="eand-arn", balance_every=50, **kw)
     tik = solve(Y, A, method="tikhonov-2", laplacian=lap, lambda_rule="lcurve").potentials
