@@ -69,6 +69,20 @@ def sphere_heart(zero_mean_leads: bool = True):
     return mesh, lap, jnp.asarray(40.0 * inv, jnp.float32)
 
 
+def assert_gradient_matches_finite_differences(f, params, *, key: int = 3, eps: float = 1e-6, rtol: float = 1e-6):
+    """``jax.grad(f)`` against a central difference of ``f`` along one random unit direction of
+    the flattened ``params`` (float64: call under the ``x64`` fixture)."""
+    import jax
+    import jax.flatten_util
+
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    g = jax.flatten_util.ravel_pytree(jax.grad(f)(params))[0]
+    direction = jax.random.normal(jax.random.key(key), flat.shape, flat.dtype)
+    direction = direction / jax.numpy.linalg.norm(direction)
+    fd = (f(unravel(flat + eps * direction)) - f(unravel(flat - eps * direction))) / (2 * eps)
+    np.testing.assert_allclose(float(g @ direction), float(fd), rtol=rtol, atol=1e-12)
+
+
 def pytest_configure(config):
     # As diffrax's conftest: broadcasting must be written out ([:, None]), never implied by
     # mismatched ranks, so a shape slip fails loudly instead of broadcasting silently.

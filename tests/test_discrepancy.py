@@ -13,7 +13,7 @@ from ecgi_jax.ep import APParams, APProblem, simulate
 from ecgi_jax.solvers.neural import EANDARNConfig, make_inputs, physics_loss, without_reaction_discrepancy
 from ecgi_jax.solvers.neural._eand_arn import build_model
 
-from conftest import sphere_heart  # tests/ is on sys.path
+from conftest import assert_gradient_matches_finite_differences, sphere_heart  # tests/ is on sys.path
 
 N_T = 48
 
@@ -94,13 +94,7 @@ def test_gradient_through_the_projection_matches_finite_differences(beat, x64):
                              derivative="numerical", reaction_discrepancy=2)
         return terms[0] + terms[1] + terms[2]
 
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    g = jax.flatten_util.ravel_pytree(jax.grad(total)(params))[0]
-    direction = jax.random.normal(jax.random.key(3), flat.shape, jnp.float64)
-    direction = direction / jnp.linalg.norm(direction)
-    eps = 1e-6
-    fd = (total(unravel(flat + eps * direction)) - total(unravel(flat - eps * direction))) / (2 * eps)
-    np.testing.assert_allclose(float(g @ direction), float(fd), rtol=1e-6, atol=1e-12)
+    assert_gradient_matches_finite_differences(total, params)
 
 
 @pytest.mark.parametrize("bad", [-1, 5, 1.5, True, "3"])

@@ -19,7 +19,7 @@ from ecgi_jax.solvers.neural import (
 from ecgi_jax.solvers.neural._eand_arn import build_model, fitted_ap_params, make_eand_arn_step
 from ecgi_jax.solvers.shooting import farthest_point_sample, pacing_search
 
-from conftest import sphere_heart  # tests/ is on sys.path
+from conftest import assert_gradient_matches_finite_differences, sphere_heart  # tests/ is on sys.path
 
 N_T = 48
 
@@ -88,13 +88,7 @@ def test_loss_gradient_matches_finite_differences(tiny, x64, mode, derivative):
         terms = physics_loss((p, rest), graphdef, problem, t_idx, mode=mode, stencil_order=4, derivative=derivative)
         return jnp.sum(weights * terms)
 
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    g = jax.flatten_util.ravel_pytree(jax.grad(total)(params))[0]
-    direction = jax.random.normal(jax.random.key(3), flat.shape, jnp.float64)
-    direction = direction / jnp.linalg.norm(direction)
-    eps = 1e-6
-    fd = (total(unravel(flat + eps * direction)) - total(unravel(flat - eps * direction))) / (2 * eps)
-    np.testing.assert_allclose(float(g @ direction), float(fd), rtol=1e-6, atol=1e-12)
+    assert_gradient_matches_finite_differences(total, params)
 
 
 def test_free_grid_loss_is_the_loss_of_the_fields_themselves(tiny, x64):
