@@ -52,9 +52,11 @@ def test_projection_removes_exactly_the_polynomials_of_the_state(x64):
     s = 0.01 * jax.random.normal(k3, u.shape, jnp.float64)
     s = s - Phi @ jnp.linalg.lstsq(Phi, s)[0]
     r = (poly + s).reshape(U.shape)
-    np.testing.assert_allclose(without_reaction_discrepancy(r, U, V, 3), s.reshape(U.shape), atol=1e-10)
+    left, left_v = without_reaction_discrepancy((r, 2.0 * r), U, V, 3)
+    np.testing.assert_allclose(left, s.reshape(U.shape), atol=1e-10)
+    np.testing.assert_allclose(left_v, 2.0 * s.reshape(U.shape), atol=1e-10)  # each residual its own fit
     # A quadratic cannot take the cubic part: degree 2 leaves more than s.
-    assert float(jnp.sum(without_reaction_discrepancy(r, U, V, 2) ** 2)) > 10 * float(jnp.sum(s**2))
+    assert float(jnp.sum(without_reaction_discrepancy((r,), U, V, 2)[0] ** 2)) > 10 * float(jnp.sum(s**2))
 
 
 @pytest.mark.parametrize("windows", [False, True])

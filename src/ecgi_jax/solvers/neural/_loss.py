@@ -42,10 +42,10 @@ def reaction_basis(U, V, degree: int):
     return jnp.stack([x**i * y**j for i in range(degree + 1) for j in range(degree + 1 - i)], axis=1)
 
 
-def without_reaction_discrepancy(r, U, V, degree: int):
-    """The residual ``r`` less its least-squares fit by a polynomial ``P(u, v)`` of total degree
-    ``degree`` (one polynomial for the whole heart): the part of the AP residual that no change
-    of the reaction term explains.
+def without_reaction_discrepancy(residuals, U, V, degree: int):
+    """Each residual of ``residuals`` (arrays shaped like ``U``) less its least-squares fit by a
+    polynomial ``P(u, v)`` of total degree ``degree`` (one polynomial per residual for the whole
+    heart): the part of the AP residual that no change of the reaction term explains.
 
     Data from another ionic model leave the AP residual of a good map large and mostly a
     function of the state (Mitchell–Schaeffer truth, the template start: a quadratic in (u, v)
@@ -53,13 +53,17 @@ def without_reaction_discrepancy(r, U, V, degree: int):
     the reaction's discrepancy in closed form (variable projection: its coefficients are
     the normal equations' solution at every evaluation, no parameters to learn) keeps what the
     physics says about space and time — a reaction–diffusion law with the model's ``D`` — and
-    drops what it says about the waveform.
+    drops what it says about the waveform. The coefficients are held out of the gradient: at the
+    least-squares optimum the loss is stationary in them, so the gradient is the same (the
+    envelope theorem) without differentiating the solve.
     """
-    Phi = reaction_basis(U, V, degree).astype(r.dtype)
+    Phi = reaction_basis(U, V, degree).astype(residuals[0].dtype)
+    R = jnp.stack([r.ravel() for r in residuals], axis=1)  # one basis, every right-hand side
     gram = jnp.matmul(Phi.T, Phi, precision=_HI)
     ridge = 10 * jnp.finfo(gram.dtype).eps * jnp.trace(gram) / gram.shape[0]  # rounding level: conditioning only
-    c = jnp.linalg.solve(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype), jnp.matmul(Phi.T, r.ravel(), precision=_HI))
-    return r - jnp.matmul(Phi, c, precision=_HI).reshape(r.shape)
+    c = jnp.linalg.solve(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype), jnp.matmul(Phi.T, R, precision=_HI))
+    fitted = jnp.matmul(Phi, jax.lax.stop_gradient(c), precision=_HI)
+    return tuple(r - fitted[:, k].reshape(r.shape) for k, r in enumerate(residuals))
 
 
 def physics_loss(
@@ -96,7 +100,7 @@ def physics_loss(
         r = (U.shape[-1] - 1) // 2
         U, V = U[..., r : r + 1], V[..., r : r + 1]  # the states where the residual is evaluated
     if reaction_discrepancy:
-        ru, rv = (without_reaction_discrepancy(x, U, V, reaction_discrepancy) for x in (ru, rv))
+        ru, rv = without_reaction_discrepancy((ru, rv), U, V, reaction_discrepancy)
     Yd = p.Y[:, data_idx]
     misfit = jnp.matmul(p.A, Uc, precision=_HI) - Yd
     data = jnp.mean(misfit**2) / jnp.var(p.Y)
