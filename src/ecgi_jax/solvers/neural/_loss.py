@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ...ep import APProblem, ap_residual, ap_rhs
+from ...operators import stencil
 from ._fields import evaluate_fields, fields_and_time_derivatives
 
 __all__ = ["TERMS", "physics_loss", "combine_terms", "reaction_basis", "without_reaction_discrepancy"]
@@ -97,8 +98,8 @@ def physics_loss(
         ru, rv = ap_residual(U, V, p.laplacian, p.ap_params, p.dt, stencil_order=stencil_order, mode="valid")  # (n, b, 1)
         Uc = U.reshape(U.shape[0], -1)
         data_idx = t_idx.reshape(-1)
-        r = (U.shape[-1] - 1) // 2
-        U, V = U[..., r : r + 1], V[..., r : r + 1]  # the states where the residual is evaluated
+        r = stencil(1, stencil_order).radius  # the states where the residual is evaluated, as ap_residual trims them
+        U, V = U[..., r : U.shape[-1] - r], V[..., r : V.shape[-1] - r]
     if reaction_discrepancy:
         ru, rv = without_reaction_discrepancy((ru, rv), U, V, reaction_discrepancy)
     Yd = p.Y[:, data_idx]
