@@ -222,3 +222,19 @@ def test_a_beat_that_does_not_propagate_is_refused(small_geo):
     # Fenton–Karma's ~1 mm front cannot travel on the truth's ~4 mm mesh: say so, never score it.
     with pytest.raises(ValueError, match="failed to propagate"):
         noncrime.make_noncrime_case(jax.random.key(0), small_geo, 5, ionic="fenton-karma", n_samples=200)
+
+
+def test_a_beat_from_several_sites_is_the_earlier_of_their_beats(small_geo):
+    # Two fronts started at once meet and annihilate: each node activates when the nearer front
+    # reaches it, so the two-site activation map is the pointwise minimum of the one-site maps.
+    g = small_geo
+    a, b = 17, int(np.argmax(np.linalg.norm(g.heart.vertices - g.heart.vertices[17], axis=1)))
+    times = [np.asarray(metrics.activation_times(noncrime.truth_beat(g, s, n_samples=300)[: g.n_nodes], 0.1, normalize=False))
+             for s in (a, b, (a, b))]
+    np.testing.assert_allclose(times[2], np.minimum(times[0], times[1]), atol=0.35)
+    assert np.mean(times[2]) < 0.8 * min(np.mean(times[0]), np.mean(times[1]))
+    case = noncrime.make_noncrime_case(jax.random.key(0), g, (a, b), sigma=0.1, n_samples=300)
+    assert case.site == (a, b) and case.site_xyz.shape == (2, 3)
+    for bad in ((a, a), (), (a, 10_000), 1.5):
+        with pytest.raises(ValueError, match="site must be"):
+            noncrime.truth_beat(g, bad)

@@ -89,7 +89,8 @@ class NoncrimeCase:
         A, laplacian, vertices, adjacency: what the inverse gets (coarse BEM, Huiskamp Laplacian).
         dt: sample spacing (AP time units).
         site: the pacing site (index of an inverse node; the truth excites the fine nodes within
-            ``pacing_radius`` mm of the same material point).
+            ``pacing_radius`` mm of the same material point), or a tuple of them for a beat
+            started at several sites at once (as a normal beat is, from the Purkinje system).
         bad_leads: indices of the leads made bad.
         info: how the case was made (ionic model, noise, geometry errors).
     """
@@ -102,13 +103,14 @@ class NoncrimeCase:
     vertices: np.ndarray
     adjacency: tuple
     dt: float
-    site: int
+    site: int | tuple[int, ...]
     bad_leads: np.ndarray
     info: dict
 
     @property
     def site_xyz(self) -> np.ndarray:
-        return self.vertices[self.site]
+        """The pacing site's position ``(3,)``, or the sites' ``(k, 3)``."""
+        return self.vertices[np.asarray(self.site)]
 
 
 def noncrime_geometry(
@@ -214,22 +216,30 @@ def truth_transfer(
     return A, info
 
 
+def _pacing_sites(site, n: int) -> tuple[int, ...]:
+    """``site`` (a node index or a non-empty sequence of them) as a tuple of distinct indices."""
+    sites = (site,) if isinstance(site, (int, np.integer)) else tuple(site) if isinstance(site, (tuple, list)) else None
+    if not sites or not all(isinstance(s, (int, np.integer)) and 0 <= s < n for s in sites) or len(set(sites)) < len(sites):
+        raise ValueError(f"site must be a node index in [0, {n - 1}] or a tuple of distinct ones; got {site!r}.")
+    return tuple(int(s) for s in sites)
+
+
 def truth_beat(
-    geometry: NoncrimeGeometry, site: int, *, ionic: str = "mitchell-schaeffer", dt: float = 0.1,
+    geometry: NoncrimeGeometry, site: int | tuple[int, ...], *, ionic: str = "mitchell-schaeffer", dt: float = 0.1,
     n_samples: int = 400, pacing_radius: float = 4.0, apd_dispersion: float = 0.0, dtype=None,
 ):
     """The true beat on the fine heart ``(n_fine, n_samples)``: ``ionic`` paced at ``site``.
 
-    ``site`` is an index of the inverse's (coarse) heart; the fine nodes within ``pacing_radius``
-    mm of it start excited (``u = 1``). ``apd_dispersion``: a linear gradient of the action
+    ``site`` is an index of the inverse's (coarse) heart, or a tuple of them (a beat started at
+    several sites at once); the fine nodes within ``pacing_radius`` mm of any start excited
+    (``u = 1``). ``apd_dispersion``: a linear gradient of the action
     potential duration along the heart's long axis, ``APD × (1 ± apd_dispersion/2)`` from one end
     to the other (Mitchell–Schaeffer's ``tau_close``, to which its APD is proportional): real
     hearts' waveforms are not one shape everywhere.
     """
     if ionic not in IONIC_MODELS:
         raise ValueError(f"ionic must be one of {sorted(IONIC_MODELS)}; got {ionic!r}.")
-    if not (isinstance(site, (int, np.integer)) and 0 <= site < geometry.n_nodes):
-        raise ValueError(f"site must be a node index in [0, {geometry.n_nodes - 1}]; got {site!r}.")
+    sites = _pacing_sites(site, geometry.n_nodes)
     if not (np.isfinite(apd_dispersion) and 0 <= apd_dispersion < 1):
         raise ValueError(f"apd_dispersion must lie in [0, 1) (a fraction of the APD); got {apd_dispersion!r}.")
     model = IONIC_MODELS[ionic]()
@@ -242,14 +252,14 @@ def truth_beat(
         x = centred @ axis
         scale = 1.0 + apd_dispersion * ((x - x.min()) / np.ptp(x) - 0.5)
         model = dataclasses.replace(model, tau_close=model.tau_close * scale)
-    excited = np.linalg.norm(v - v[site], axis=1) <= pacing_radius
+    excited = np.any(np.linalg.norm(v[:, None, :] - v[None, sites, :], axis=2) <= pacing_radius, axis=1)
     return simulate_ionic(model, geometry.laplacian_fine, excited, dt=dt, n_samples=n_samples, dtype=dtype)
 
 
 def make_noncrime_case(
     key: jax.Array,
     geometry: NoncrimeGeometry,
-    site: int,
+    site: int | tuple[int, ...],
     *,
     ionic: str = "mitchell-schaeffer",
     sigma: float | None = 0.1,
@@ -269,7 +279,7 @@ def make_noncrime_case(
     Args:
         key: PRNG key for the noise and the bad leads.
         geometry: from :func:`noncrime_geometry`.
-        site: pacing site (an inverse node index).
+        site: pacing site (an inverse node index), or a tuple of them (started at once).
         ionic: the truth's ionic model (``"mitchell-schaeffer"``, ``"fenton-karma"``).
         sigma: noise std relative to the std of the clean signal (the library's convention) —
             or ``snr_db`` (power ratio ``mean(Y²)/noise variance``); give one of them.
@@ -295,6 +305,7 @@ def make_noncrime_case(
         raise ValueError(f"bad_leads must be an integer in [0, {m - 1}]; got {bad_leads!r}.")
     if not (np.isfinite(noise_correlation_mm) and noise_correlation_mm >= 0):
         raise ValueError(f"noise_correlation_mm must be >= 0; got {noise_correlation_mm!r}.")
+    sites = _pacing_sites(site, geometry.n_nodes)
     A_truth = geometry.A_fine if A_truth is None else np.asarray(A_truth)
     if A_truth.shape != (m, geometry.heart_fine.n_vertices):
         raise ValueError(f"A_truth has shape {A_truth.shape}; expected ({m}, {geometry.heart_fine.n_vertices}) (truth_transfer).")
@@ -305,7 +316,7 @@ def make_noncrime_case(
     reached = float(jnp.mean(jnp.max(U_fine, axis=1) >= 0.5))
     if reached < 0.5:
         raise ValueError(
-            f"the {ionic} beat from site {site} reached only {reached:.0%} of the truth's heart within "
+            f"the {ionic} beat from site {site!r} reached only {reached:.0%} of the truth's heart within "
             f"{n_samples} samples: the wave failed to propagate on this mesh (a front narrower than the "
             f"mesh spacing blocks; Fenton–Karma's ~1 mm front needs refine >= 2) or the window is too short."
         )
@@ -330,5 +341,5 @@ def make_noncrime_case(
     n = geometry.n_nodes
     return NoncrimeCase(
         U_fine[:n], Y_clean, Y, jnp.asarray(geometry.A, dtype), geometry.laplacian.astype(dtype),
-        geometry.heart.vertices, geometry.heart.adjacency, float(dt), int(site), bad, info,
+        geometry.heart.vertices, geometry.heart.adjacency, float(dt), sites if len(sites) > 1 else sites[0], bad, info,
     )
