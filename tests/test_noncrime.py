@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from ecgi_jax import ep, geometry, metrics, noncrime
 
@@ -238,3 +239,41 @@ def test_a_beat_from_several_sites_is_the_earlier_of_their_beats(small_geo):
     for bad in ((a, a), (), (a, 10_000), 1.5):
         with pytest.raises(ValueError, match="site must be"):
             noncrime.truth_beat(g, bad)
+
+
+def test_sites_started_one_after_another(small_geo):
+    # A site stimulated at t = s activates s later than it would at t = 0, wherever its front
+    # arrives first; where the first site's front arrives first, nothing changes.
+    g = small_geo
+    a, b = 17, int(np.argmax(np.linalg.norm(g.heart.vertices - g.heart.vertices[17], axis=1)))
+
+    def times(**kw):
+        U = noncrime.truth_beat(g, (a, b), n_samples=300, **kw)[: g.n_nodes]
+        return np.asarray(metrics.activation_times(U, 0.1, normalize=False))
+
+    t0, t1 = times(), times(onsets=(0.0, 2.0))
+    single = [np.asarray(metrics.activation_times(noncrime.truth_beat(g, s, n_samples=300)[: g.n_nodes], 0.1, normalize=False))
+              for s in (a, b)]
+    # (where the fronts collide they merge and speed each other up: a little earlier there)
+    err = t1 - np.minimum(single[0], single[1] + 2.0)
+    assert np.quantile(np.abs(err), 0.97) < 0.35 and -1.0 < err.min() and err.max() < 0.35
+    assert t1[b] == pytest.approx(t0[b] + 2.0, abs=0.15) and t1[a] == pytest.approx(t0[a], abs=1e-6)
+    for bad in ((0.0,), (0.0, -1.0), (0.0, np.nan)):
+        with pytest.raises(ValueError, match="onsets must give"):
+            noncrime.truth_beat(g, (a, b), onsets=bad)
+
+
+def test_simulate_ionic_onsets_shift_a_cable_beat():
+    # On a cable, a stimulus at t = 1.5 is the t = 0 beat 15 samples later.
+    n, h = 120, 0.5
+    L = sp.diags([np.ones(n - 1), -2 * np.ones(n), np.ones(n - 1)], [-1, 0, 1]).tolil()
+    L[0, 0] = L[-1, -1] = -1
+    L = L.tocsr() / h**2
+    model = ep.IONIC_MODELS["mitchell-schaeffer"]()
+    excited = np.arange(3)
+    U0 = np.asarray(ep.simulate_ionic(model, L, excited, n_samples=200))
+    U1 = np.asarray(ep.simulate_ionic(model, L, excited, n_samples=200, onsets=np.full(n, 1.5)))
+    np.testing.assert_allclose(U1[:, 15:], U0[:, :-15], atol=1e-5)
+    assert np.abs(U1[:, :15]).max() == 0.0
+    with pytest.raises(ValueError, match="onsets must be"):
+        ep.simulate_ionic(model, L, excited, onsets=np.full(n - 1, 1.0))

@@ -226,13 +226,14 @@ def _pacing_sites(site, n: int) -> tuple[int, ...]:
 
 def truth_beat(
     geometry: NoncrimeGeometry, site: int | tuple[int, ...], *, ionic: str = "mitchell-schaeffer", dt: float = 0.1,
-    n_samples: int = 400, pacing_radius: float = 4.0, apd_dispersion: float = 0.0, dtype=None,
+    n_samples: int = 400, pacing_radius: float = 4.0, apd_dispersion: float = 0.0, onsets=None, dtype=None,
 ):
     """The true beat on the fine heart ``(n_fine, n_samples)``: ``ionic`` paced at ``site``.
 
     ``site`` is an index of the inverse's (coarse) heart, or a tuple of them (a beat started at
-    several sites at once); the fine nodes within ``pacing_radius`` mm of any start excited
-    (``u = 1``). ``apd_dispersion``: a linear gradient of the action
+    several sites); the fine nodes within ``pacing_radius`` mm of any start excited (``u = 1``):
+    all at t = 0, or each site at its time in ``onsets`` (one per site, AP time units ≥ 0; a
+    normal beat's early sites start one after another). ``apd_dispersion``: a linear gradient of the action
     potential duration along the heart's long axis, ``APD × (1 ± apd_dispersion/2)`` from one end
     to the other (Mitchell–Schaeffer's ``tau_close``, to which its APD is proportional): real
     hearts' waveforms are not one shape everywhere.
@@ -240,6 +241,10 @@ def truth_beat(
     if ionic not in IONIC_MODELS:
         raise ValueError(f"ionic must be one of {sorted(IONIC_MODELS)}; got {ionic!r}.")
     sites = _pacing_sites(site, geometry.n_nodes)
+    if onsets is not None:
+        onsets = np.asarray(onsets, np.float64)
+        if onsets.shape != (len(sites),) or not np.all(np.isfinite(onsets)) or np.any(onsets < 0):
+            raise ValueError(f"onsets must give one stimulus time >= 0 per site ({len(sites)}); got {onsets.tolist()!r}.")
     if not (np.isfinite(apd_dispersion) and 0 <= apd_dispersion < 1):
         raise ValueError(f"apd_dispersion must lie in [0, 1) (a fraction of the APD); got {apd_dispersion!r}.")
     model = IONIC_MODELS[ionic]()
@@ -252,8 +257,11 @@ def truth_beat(
         x = centred @ axis
         scale = 1.0 + apd_dispersion * ((x - x.min()) / np.ptp(x) - 0.5)
         model = dataclasses.replace(model, tau_close=model.tau_close * scale)
-    excited = np.any(np.linalg.norm(v[:, None, :] - v[None, sites, :], axis=2) <= pacing_radius, axis=1)
-    return simulate_ionic(model, geometry.laplacian_fine, excited, dt=dt, n_samples=n_samples, dtype=dtype)
+    distance = np.linalg.norm(v[:, None, :] - v[None, sites, :], axis=2)
+    excited = np.any(distance <= pacing_radius, axis=1)
+    # A fine node near two sites takes the earlier stimulus.
+    node_onsets = None if onsets is None else np.min(np.where(distance <= pacing_radius, onsets[None, :], np.inf), axis=1)
+    return simulate_ionic(model, geometry.laplacian_fine, excited, dt=dt, n_samples=n_samples, onsets=node_onsets, dtype=dtype)
 
 
 def make_noncrime_case(
@@ -272,6 +280,7 @@ def make_noncrime_case(
     n_samples: int = 400,
     pacing_radius: float = 4.0,
     apd_dispersion: float = 0.0,
+    onsets=None,
     dtype=None,
 ) -> NoncrimeCase:
     """A case whose truth the inverse's model did not generate (module docstring).
@@ -279,7 +288,8 @@ def make_noncrime_case(
     Args:
         key: PRNG key for the noise and the bad leads.
         geometry: from :func:`noncrime_geometry`.
-        site: pacing site (an inverse node index), or a tuple of them (started at once).
+        site: pacing site (an inverse node index), or a tuple of them; onsets: their stimulus
+            times (AP units; default all at t = 0), see :func:`truth_beat`.
         ionic: the truth's ionic model (``"mitchell-schaeffer"``, ``"fenton-karma"``).
         sigma: noise std relative to the std of the clean signal (the library's convention) —
             or ``snr_db`` (power ratio ``mean(Y²)/noise variance``); give one of them.
@@ -311,7 +321,7 @@ def make_noncrime_case(
         raise ValueError(f"A_truth has shape {A_truth.shape}; expected ({m}, {geometry.heart_fine.n_vertices}) (truth_transfer).")
     U_fine = truth_beat(
         geometry, site, ionic=ionic, dt=dt, n_samples=n_samples, pacing_radius=pacing_radius,
-        apd_dispersion=apd_dispersion, dtype=dtype,
+        apd_dispersion=apd_dispersion, onsets=onsets, dtype=dtype,
     )
     reached = float(jnp.mean(jnp.max(U_fine, axis=1) >= 0.5))
     if reached < 0.5:
@@ -336,6 +346,7 @@ def make_noncrime_case(
     info = {
         "ionic": ionic, "shape": geometry.shape, "sigma": sigma, "snr_db": snr_db, "apd_dispersion": float(apd_dispersion),
         "noise_std": float(noise_std), "noise_correlation_mm": float(noise_correlation_mm),
+        "onsets": None if onsets is None else [float(x) for x in onsets],
         "bad_leads": bad.tolist(), "n_fine": geometry.heart_fine.n_vertices, **(truth_info or {}),
     }
     n = geometry.n_nodes

@@ -173,7 +173,8 @@ IONIC_MODELS = {"aliev-panfilov": AlievPanfilov, "mitchell-schaeffer": MitchellS
 
 
 @partial(jax.jit, static_argnames=("n_samples", "substeps"))
-def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int):
+def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int, stimulus_sample=None):
+    """``stimulus_sample (n,)``: the interval after which each node is excited (-1: never)."""
     h = dt / substeps
 
     def rates(state):
@@ -186,11 +187,13 @@ def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int):
         k2 = rates(pred)
         return tuple(s + 0.5 * h * (a + b) for s, a, b in zip(state, k1, k2)), None
 
-    def interval(state, _):
+    def interval(state, j):
         state, _ = jax.lax.scan(step, state, None, length=substeps)
+        if stimulus_sample is not None:
+            state = model.excite(state, stimulus_sample == j)
         return state, state[0]
 
-    _, us = jax.lax.scan(interval, state0, None, length=n_samples - 1)
+    _, us = jax.lax.scan(interval, state0, jnp.arange(n_samples - 1))
     return jnp.concatenate([state0[0][:, None], us.T], axis=1)
 
 
@@ -203,7 +206,9 @@ def _check_model(model) -> None:
         )
 
 
-def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int = 400, substeps: int | None = None, dtype=None):
+def simulate_ionic(
+    model, laplacian, excited, *, dt: float = 0.1, n_samples: int = 400, substeps: int | None = None, onsets=None, dtype=None
+):
     """Potentials ``U (n, n_samples)`` of a beat of ``model`` started at the ``excited`` nodes.
 
     Args:
@@ -212,6 +217,9 @@ def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int
         laplacian: ``(n, n)`` surface Laplacian (:class:`~ecgi_jax.operators.SparseOperator`,
             scipy.sparse or dense; 1/mm², non-positive diagonal).
         excited: boolean mask ``(n,)`` or integer indices of the nodes set to ``u = 1`` at t = 0.
+        onsets: ``None`` (every excited node at t = 0), or each node's stimulus time ``(n,)`` in AP
+            time units (used at the excited nodes only; rounded to the sample): a beat whose
+            sites start one after another, as a normal beat's do through the Purkinje system.
         dt: output sample spacing (AP time units).
         substeps: Heun steps per sample; default the finest of the model's own accuracy limit
             (``max_substep``) and 90 % of the diffusion stability limit.
@@ -244,8 +252,19 @@ def simulate_ionic(model, laplacian, excited, *, dt: float = 0.1, n_samples: int
         substeps = _checked_substeps(laplacian, model, dt, model.max_substep)
     lap = laplacian.astype(dtype) if isinstance(laplacian, SparseOperator) else SparseOperator.from_scipy(sp.csr_matrix(laplacian), dtype)
     model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
-    state0 = model.excite(model.rest(n, dtype), jnp.asarray(mask))
-    return _integrate(model, lap, state0, jnp.asarray(dt, dtype), n_samples=int(n_samples), substeps=int(substeps))
+    stimulus = np.where(mask, 0, -1)
+    if onsets is not None:
+        onsets = np.asarray(onsets, np.float64)
+        if onsets.shape != (n,) or not np.all(np.isfinite(onsets[mask])) or np.any(onsets[mask] < 0):
+            raise ValueError(f"onsets must be ({n},) stimulus times >= 0 (AP units), finite at the excited nodes; "
+                             f"got shape {onsets.shape}.")
+        stimulus = np.where(mask, np.rint(np.where(mask, onsets, 0.0) / dt).astype(np.int64), -1)
+    state0 = model.excite(model.rest(n, dtype), jnp.asarray(stimulus == 0))
+    # A stimulus at sample k > 0 is applied at the end of interval k − 1 (t = k·dt), so that sample
+    # k shows it, as sample 0 shows the stimulus at t = 0.
+    later = None if onsets is None else jnp.asarray(np.where(stimulus > 0, stimulus - 1, -1), jnp.int32)
+    return _integrate(model, lap, state0, jnp.asarray(dt, dtype), n_samples=int(n_samples), substeps=int(substeps),
+                      stimulus_sample=later)
 
 
 def cable_properties(model, *, spacing: float = 0.25, length: float = 100.0, dt: float = 0.1, n_samples: int = 800) -> dict:
