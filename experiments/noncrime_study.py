@@ -14,7 +14,10 @@ dt = 0.1. Scenarios at each noise level: ``plain`` (no geometry error); at σ = 
 (Fenton–Karma truth: not run by default, its ~1 mm front blocks on the 3 mm truth mesh and the
 case generator refuses it; ``--n-heart`` small enough with a finer truth would be needed) and
 ``apd-dispersion`` (APD ± 15 % from base to apex: the waveform is not one
-shape, which EAND-ARN's template start assumes). Noise ``snr20`` is 20 dB SNR; the others are σ relative to std(AY).
+shape, which EAND-ARN's template start assumes); ``multi-site`` / ``staggered`` (one beat from
+all the run's pacing sites, at once / one after another 1 AP unit apart, as a normal beat starts
+at several sites; one case per seed, its row's site ``"a+b+c"``, its site error the distance from
+the estimated earliest node to the nearest site). Noise ``snr20`` is 20 dB SNR; the others are σ relative to std(AY).
 
 **Held out.** Pacing sites are the ``--sites`` farthest-point samples of the heart (deterministic)
 and seeds 10, 11; the defaults EAND-ARN's start was set on (its template's penalty weights) were
@@ -73,7 +76,12 @@ SCENARIOS = {
     "noisy": {"noise_correlation_mm": 60.0, "bad_leads": 4},
     "ionic-fk": {"ionic": "fenton-karma"},
     "apd-dispersion": {"apd_dispersion": 0.3},
+    # One beat from every pacing site of the run (a normal beat starts at several sites): all at
+    # t = 0, or one after another, 1 AP unit (~10 ms) apart in the order of the sites.
+    "multi-site": {},
+    "staggered": {},
 }
+MULTI_SITE_STEP = {"multi-site": 0.0, "staggered": 1.0}
 GEOMETRY_ERRORS = ("shift_mm", "rotation_deg", "electrode_jitter_mm")
 
 
@@ -117,9 +125,11 @@ def score(U_hat, case) -> dict:
     at = metrics.activation_time_error(U_hat, U, dt)
     t_hat = metrics.activation_times(U_hat, dt)
     node = int(pacing_site(t_hat))
+    # Several sites: the distance from the estimated earliest node to the nearest of them.
+    site_mm = np.min(np.linalg.norm(case.vertices[node] - np.reshape(case.site_xyz, (-1, 3)), axis=1))
     return dict(
         re=float(metrics.relative_error(U_hat, U)), cc=float(metrics.mean_correlation(U_hat, U)),
-        at_mae=float(at.mae), site_mm=float(np.linalg.norm(case.vertices[node] - case.site_xyz)),
+        at_mae=float(at.mae), site_mm=float(site_mm),
     )
 
 
@@ -168,15 +178,19 @@ def main(argv=None):
             geo_err = {k: v for k, v in knobs.items() if k in GEOMETRY_ERRORS}
             other = {k: v for k, v in knobs.items() if k not in GEOMETRY_ERRORS}
             levels = args.sigmas if scenario == "plain" else ["0.1"]
+            if scenario in MULTI_SITE_STEP:  # one beat from all the sites; its row's site is "a+b+c"
+                other = dict(other, onsets=[MULTI_SITE_STEP[scenario] * i for i in range(len(sites))])
+            beats = [tuple(sites)] if scenario in MULTI_SITE_STEP else sites
             for seed in args.seeds:
                 A_truth, info = noncrime.truth_transfer(geo, jax.random.key(seed + 500), **geo_err) if geo_err else (None, None)
                 for level in levels:
-                    for site in sites:
+                    for beat in beats:
+                        site = "+".join(map(str, beat)) if isinstance(beat, tuple) else beat
                         todo = [m for m in args.methods if (shape, scenario, level, site, seed, m) not in done]
                         if not todo:
                             continue
                         case = noncrime.make_noncrime_case(
-                            jax.random.key(seed), geo, site, A_truth=A_truth, truth_info=info, n_samples=args.samples,
+                            jax.random.key(seed), geo, beat, A_truth=A_truth, truth_info=info, n_samples=args.samples,
                             **noise_kwargs(level), **other,
                         )
                         for method in todo:

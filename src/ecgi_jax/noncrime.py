@@ -17,7 +17,9 @@ does:
   torso; the inverse gets the coarse mesh's own BEM matrix — never the truth's;
 * **what real studies add**: the true heart shifted and rotated against the model's, electrodes
   displaced along the torso surface, white or spatially correlated noise given as σ or SNR, a
-  few bad leads, and an APD gradient along the heart (waveforms that are not one shape).
+  few bad leads, an APD gradient along the heart (waveforms that are not one shape), and beats
+  started at several sites, at once or one after another (``site=(a, b, c), onsets=(0, 1, 2)``),
+  as a normal beat starts from the Purkinje system.
 
 Build the geometry once (:func:`noncrime_geometry`, ~20 s for the fine BEM at the defaults), then
 draw cases from it (:func:`make_noncrime_case`; the geometry errors through
