@@ -92,7 +92,8 @@ class NoncrimeCase:
         dt: sample spacing (AP time units).
         site: the pacing site (index of an inverse node; the truth excites the fine nodes within
             ``pacing_radius`` mm of the same material point), or a tuple of them for a beat
-            started at several sites at once (as a normal beat is, from the Purkinje system).
+            started at several sites (at once, or at their ``info["onsets"]``), as a normal beat
+            is, from the Purkinje system.
         bad_leads: indices of the leads made bad.
         info: how the case was made (ionic model, noise, geometry errors).
     """

@@ -174,7 +174,9 @@ IONIC_MODELS = {"aliev-panfilov": AlievPanfilov, "mitchell-schaeffer": MitchellS
 
 @partial(jax.jit, static_argnames=("n_samples", "substeps"))
 def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int, stimulus_sample=None):
-    """``stimulus_sample (n,)``: the interval after which each node is excited (-1: never)."""
+    """``stimulus_sample (n,)``: the sample at which each node is excited (0: in ``state0``
+    already; -1: never). Sample k's stimulus is applied at the end of the interval before it
+    (t = k·dt), so that sample k shows it, as sample 0 shows the stimulus at t = 0."""
     h = dt / substeps
 
     def rates(state):
@@ -190,7 +192,7 @@ def _integrate(model, laplacian, state0, dt, *, n_samples: int, substeps: int, s
     def interval(state, j):
         state, _ = jax.lax.scan(step, state, None, length=substeps)
         if stimulus_sample is not None:
-            state = model.excite(state, stimulus_sample == j)
+            state = model.excite(state, stimulus_sample == j + 1)
         return state, state[0]
 
     _, us = jax.lax.scan(interval, state0, jnp.arange(n_samples - 1))
@@ -260,11 +262,8 @@ def simulate_ionic(
                              f"got shape {onsets.shape}.")
         stimulus = np.where(mask, np.rint(np.where(mask, onsets, 0.0) / dt).astype(np.int64), -1)
     state0 = model.excite(model.rest(n, dtype), jnp.asarray(stimulus == 0))
-    # A stimulus at sample k > 0 is applied at the end of interval k − 1 (t = k·dt), so that sample
-    # k shows it, as sample 0 shows the stimulus at t = 0.
-    later = None if onsets is None else jnp.asarray(np.where(stimulus > 0, stimulus - 1, -1), jnp.int32)
     return _integrate(model, lap, state0, jnp.asarray(dt, dtype), n_samples=int(n_samples), substeps=int(substeps),
-                      stimulus_sample=later)
+                      stimulus_sample=None if onsets is None else jnp.asarray(stimulus, jnp.int32))
 
 
 def cable_properties(model, *, spacing: float = 0.25, length: float = 100.0, dt: float = 0.1, n_samples: int = 800) -> dict:
