@@ -182,3 +182,27 @@ def test_bad_neighbour_lists_say_what_to_pass():
         huiskamp_laplacian(m.vertices, (indptr + 1, indices))
     with pytest.raises(ValueError, match="adjacency_from_sparse"):
         huiskamp_laplacian(m.vertices, sp.csr_matrix(np.eye(42)))
+
+
+def test_geodesic_distances_follow_the_edges():
+    """A unit square split along 1–2: 0→3 is two unit edges (no edge joins them), 1→2 the
+    diagonal; on a sphere the edge paths are symmetric and at most 20 % longer than the great
+    circle (and no shorter, but for chords 0.1 % shorter than their arcs)."""
+    from ecgi_jax.geometry import Mesh
+    from ecgi_jax.operators import geodesic_distances
+
+    square = Mesh(np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]]), np.array([[0, 1, 2], [1, 3, 2]]), validate=False)
+    d = geodesic_distances(square.vertices, square.adjacency)
+    np.testing.assert_allclose(d[0], [0.0, 1.0, 1.0, 2.0])
+    np.testing.assert_allclose(d[1, 2], np.sqrt(2.0))
+    np.testing.assert_allclose(geodesic_distances(square.vertices, square.adjacency, [3]), d[[3]])
+    sphere = icosphere(3)
+    d = geodesic_distances(sphere.vertices, sphere.adjacency)
+    np.testing.assert_allclose(d, d.T, atol=1e-12)
+    x = sphere.vertices / np.linalg.norm(sphere.vertices, axis=1, keepdims=True)
+    arc = np.arccos(np.clip(x @ x.T, -1.0, 1.0)) * np.linalg.norm(sphere.vertices[0])
+    far = arc > 0.5
+    ratio = d[far] / arc[far]
+    assert ratio.min() > 0.998 and ratio.max() < 1.2 and np.median(ratio) < 1.1, (ratio.min(), ratio.max())
+    with pytest.raises(ValueError, match="sources"):
+        geodesic_distances(square.vertices, square.adjacency, [4])

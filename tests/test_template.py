@@ -193,3 +193,35 @@ def test_whitened_template_fit_converges_where_plain_lbfgs_crawls():
     assert float(jnp.max(jnp.abs(white.tau - tau))) < 0.05
     assert float(jnp.max(jnp.abs(plain.tau - tau))) > 0.1
     assert float(white.losses[-1]) < float(plain.losses[-1])
+
+
+def test_eikonal_projection_recovers_fronts_from_two_sites():
+    """A map of fronts from two sites (their own times, one slowness, distances along the edges)
+    is its own projection: sites, times and slowness come back exactly; noise on the map moves
+    them little; one site gives one site; bad maps are refused."""
+    from ecgi_jax.geometry import icosphere
+    from ecgi_jax.operators import geodesic_distances
+    from ecgi_jax.solvers.activation import eikonal_projection
+
+    mesh = icosphere(3).scaled(30.0)
+    a = 5
+    b = int(np.argmax(np.linalg.norm(mesh.vertices - mesh.vertices[a], axis=1)))
+    d = geodesic_distances(mesh.vertices, mesh.adjacency, [a, b])
+    tau = np.minimum(1.0 + 0.2 * d[0], 2.5 + 0.2 * d[1])
+    fronts = eikonal_projection(tau, mesh.vertices, mesh.adjacency)
+    assert fronts.sites.tolist() == [a, b]
+    np.testing.assert_allclose(fronts.site_times, [1.0, 2.5], atol=1e-12)
+    np.testing.assert_allclose(fronts.slowness, 0.2, rtol=1e-9)
+    np.testing.assert_allclose(fronts.times, tau, atol=1e-9)
+    noisy = tau + 0.05 * np.random.default_rng(0).normal(size=tau.shape)
+    fronts = eikonal_projection(noisy, mesh.vertices, mesh.adjacency)
+    assert abs(fronts.slowness - 0.2) < 0.01 and fronts.rms < 0.1
+    for site in (a, b):  # each true site has a found one within two edges
+        assert np.linalg.norm(mesh.vertices[fronts.sites] - mesh.vertices[site], axis=1).min() < 2.5 * mesh.mean_edge_length
+    assert eikonal_projection(1.0 + 0.2 * d[0], mesh.vertices, mesh.adjacency).sites.tolist() == [a]
+    with pytest.raises(ValueError, match="NaN"):
+        eikonal_projection(np.full_like(tau, np.nan), mesh.vertices, mesh.adjacency)
+    with pytest.raises(ValueError, match="vertices"):
+        eikonal_projection(tau[:-1], mesh.vertices, mesh.adjacency)
+    with pytest.raises(ValueError, match="rings"):
+        eikonal_projection(tau, mesh.vertices, mesh.adjacency, rings=0)

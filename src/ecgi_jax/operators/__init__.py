@@ -1,7 +1,8 @@
 """Operators built once from the geometry and passed into jitted code.
 
 Spatial: mesh Laplacians (Huiskamp 1-ring, cotangent, graph) and surface gradients, as
-:class:`SparseOperator` edge lists. Temporal: finite-difference stencils along the time axis.
+:class:`SparseOperator` edge lists, and distances along the mesh's edges. Temporal:
+finite-difference stencils along the time axis.
 """
 
 from ._checks import check_operator, finite_array
@@ -12,6 +13,7 @@ from ._laplacian import (
     cotangent_stiffness_mass,
     csr_adjacency,
     edge_gradient,
+    geodesic_distances,
     graph_laplacian,
     huiskamp_laplacian,
     surface_gradient,
@@ -38,6 +40,7 @@ __all__ = [
     "cotangent_stiffness_mass",
     "surface_gradient",
     "edge_gradient",
+    "geodesic_distances",
     "Stencil",
     "stencil",
     "fd_weights",

@@ -22,6 +22,7 @@ __all__ = [
     "cotangent_stiffness_mass",
     "surface_gradient",
     "edge_gradient",
+    "geodesic_distances",
 ]
 
 
@@ -295,3 +296,29 @@ def edge_gradient(vertices, adjacency, dtype=None) -> SparseOperator:
         shape=(len(i), len(v)),
     )
     return SparseOperator.from_scipy(m, dtype=dtype)
+
+
+def geodesic_distances(vertices, adjacency, sources=None) -> np.ndarray:
+    """Shortest-path distances along the mesh's edges (Dijkstra), ``(k, N)`` from the ``k``
+    ``sources`` (default: every node, ``(N, N)``), in the vertices' length unit, float64.
+
+    A path along edges zig-zags, so it overestimates the distance over the surface (on an
+    icosphere by 0–18 %, 8 % typically): enough to say which of a few sites a front reaches first,
+    not an eikonal solver. Nodes not connected to a source are ``inf``.
+    """
+    from scipy.sparse.csgraph import dijkstra
+
+    v = _check_vertices(vertices)
+    n = len(v)
+    indptr, indices = csr_adjacency(adjacency, n)
+    rows = _rows_of(indptr)
+    h = np.linalg.norm(v[indices] - v[rows], axis=1)
+    if (h <= 0).any():
+        raise ValueError("geodesic_distances: coincident neighbouring nodes (zero edge length); merge duplicated vertices.")
+    if sources is None:
+        sources = np.arange(n)
+    sources = np.atleast_1d(np.asarray(sources))
+    if sources.ndim != 1 or not np.issubdtype(sources.dtype, np.integer) or (sources.size and not 0 <= sources.min() <= sources.max() < n):
+        raise ValueError(f"sources must be node indices in [0, {n - 1}]; got {sources.tolist()}.")
+    graph = sp.csr_matrix((h, indices, indptr), shape=(n, n))
+    return dijkstra(graph, directed=False, indices=sources)
