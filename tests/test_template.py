@@ -67,22 +67,34 @@ def test_fit_template_recovers_times_and_waveform():
 
 
 @pytest.fixture(scope="module")
-def small_case():
+def two_site_case():
+    """A Mitchell–Schaeffer beat from the two farthest-apart nodes at once, on a finer mesh."""
+    from ecgi_jax.solvers.shooting import farthest_point_sample
+
     geo = noncrime.noncrime_geometry(n_heart=200, n_torso=300, n_electrodes=120)
-    return noncrime.make_noncrime_case(jax.random.key(7), geo, 150, sigma=0.1, n_samples=300)
+    sites = tuple(farthest_point_sample(geo.heart.vertices, 2).tolist())
+    return noncrime.make_noncrime_case(jax.random.key(7), geo, sites, sigma=0.1, n_samples=300)
 
 
-def test_auto_start_takes_the_template_off_the_crime(small_case):
-    """Mitchell–Schaeffer truth on a finer mesh: the AP beats cannot fit its waveform, the
-    template can; 'auto' takes it by the Akaike criterion, and it beats spatiotemporal
-    regularization (the best classical method of the non-crime study)."""
+def test_auto_start_takes_the_template_off_the_crime(two_site_case):
+    """Mitchell–Schaeffer truth on a finer mesh, started at two sites: the AP beats cannot fit its
+    waveform, the template can; 'auto' takes it by the Akaike criterion, re-shaped as fronts from
+    its two early sites (which lie at the true ones), and it beats spatiotemporal regularization
+    (the best classical method of the non-crime study)."""
     from ecgi_jax.solvers.neural import start_solution
 
-    c = small_case
+    c = two_site_case
     U0, V0, info = start_solution("auto", c.Y, c.A, c.laplacian, c.dt, vertices=c.vertices, adjacency=c.adjacency)
     assert info["start"] == "template" and info["template_from"] in ("pacing", "shooting")
     misfits = info["start_misfits"]
     assert misfits["template"] < min(misfits["pacing"], misfits["shooting"])
+    assert misfits["template-fronts"] < misfits["template"] and info["start_misfit"] == misfits["template-fronts"]
+    assert len(info["template_sites"]) == 2
+    indptr, indices = c.adjacency
+    edge = np.linalg.norm(c.vertices[indices] - c.vertices[np.repeat(np.arange(len(c.vertices)), np.diff(indptr))], axis=1)
+    found = c.vertices[info["template_sites"]]
+    for true in c.site_xyz:  # within 1.5 edges of each true site
+        assert np.linalg.norm(found - true, axis=1).min() < 1.5 * edge.mean(), (info["template_sites"], c.site)
     assert U0.shape == V0.shape == c.U.shape and bool(jnp.all(jnp.isfinite(V0)))
     st = solve(c.Y, c.A, method="spatiotemporal", laplacian=c.laplacian, dt=c.dt)
     re_t, re_st = (float(metrics.relative_error(X, c.U)) for X in (U0, st.U))
@@ -225,3 +237,23 @@ def test_eikonal_projection_recovers_fronts_from_two_sites():
         eikonal_projection(tau[:-1], mesh.vertices, mesh.adjacency)
     with pytest.raises(ValueError, match="rings"):
         eikonal_projection(tau, mesh.vertices, mesh.adjacency, rings=0)
+
+
+def test_template_start_from_given_times_and_waveform():
+    """``times`` / ``waveform`` replace what the start beat would give: from the true times and
+    waveform the fit stays at the truth (a flat start beat would say nothing); a waveform on other knots is refused."""
+    from ecgi_jax.solvers.neural import template_start
+
+    rng = np.random.default_rng(1)
+    n, m, dt = 20, 50, 0.1
+    t, s0, h, K = _grid()
+    f = jnp.asarray(_waveform(s0 + h * np.arange(K)), jnp.float32)
+    tau = jnp.asarray(rng.uniform(1.0, 5.0, n), jnp.float32)
+    U = template_potentials(tau, f, t, s0, h)
+    A = jnp.asarray(rng.normal(size=(m, n)) / np.sqrt(n), jnp.float32)
+    flat = jnp.zeros_like(U)
+    fit = template_start(A @ U, A, jnp.zeros((1, n)), dt, flat, times=tau, waveform=f)
+    d = np.asarray(fit.tau - tau)  # (a common shift of the times trades against the waveform's)
+    assert float(fit.misfit) < 1e-6 and np.abs(d - d.mean()).max() < 1e-3 and abs(d.mean()) < 0.01
+    with pytest.raises(ValueError, match="knots"):
+        template_start(A @ U, A, jnp.zeros((1, n)), dt, flat, times=tau, waveform=f[:-1])
