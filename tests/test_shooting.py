@@ -311,8 +311,10 @@ def test_gain_offset_observation_finds_the_beat_in_mV(sphere):
     same = solve(Yn, A, method="ap-shooting", observation="gain-offset", **common)
     d = shot.diagnostics
     assert d["pacing_node"] == NODE and abs(d["pacing_onset"] - ONSET) < 0.1
-    np.testing.assert_allclose(np.asarray(shot.U), np.asarray(same.U), atol=1e-4)
-    np.testing.assert_allclose(d["observation_gain"], 37.0 * same.diagnostics["observation_gain"], rtol=1e-4)
+    # Equivariant in exact arithmetic; in float32 the two Levenberg–Marquardt paths round apart
+    # (6.4e-4 at most on one machine, on the landed code too).
+    np.testing.assert_allclose(np.asarray(shot.U), np.asarray(same.U), atol=2e-3)
+    np.testing.assert_allclose(d["observation_gain"], 37.0 * same.diagnostics["observation_gain"], rtol=1e-3)
     np.testing.assert_allclose(d["observation_gain"], 37.0, rtol=0.02)  # measured: 36.8
     assert d["observation_gain"] == fit_observation(Y_mv, A @ shot.U, "gain-offset").gain
     # Unknown offsets cost information: the leads' means in time no longer constrain D on this
