@@ -203,7 +203,8 @@ def main(argv=None):
                                 d = sol.diagnostics
                                 new[0].update(start=d.get("start"), template_stretch=d.get("template_stretch"),
                                               start_misfits=d.get("start_misfits"), stopped=d.get("stopped"),
-                                              heart_pose=d.get("heart_pose"), template_sites=d.get("template_sites"))
+                                              heart_pose=d.get("heart_pose"), template_sites=d.get("template_sites"),
+                                              template_front_rounds=d.get("template_front_rounds"))
                                 new.append(dict(base, method=f"{method}:start", **score(sol.diagnostics["start_potentials"], case),
                                                 time_s=None, start=sol.diagnostics.get("start")))
                             with open(log, "a") as fh:

@@ -277,3 +277,7 @@ def test_simulate_ionic_onsets_shift_a_cable_beat():
     assert np.abs(U1[:, :15]).max() == 0.0
     with pytest.raises(ValueError, match="onsets must be"):
         ep.simulate_ionic(model, L, excited, onsets=np.full(n - 1, 1.0))
+    with pytest.raises(ValueError, match="inside the simulated window"):  # it would never fire
+        ep.simulate_ionic(model, L, excited, n_samples=200, onsets=np.full(n, 20.0))
+    U2 = np.asarray(ep.simulate_ionic(model, L, excited, n_samples=200, onsets=np.full(n, 19.9)))
+    assert U2[:, -1].max() > 0.0 and np.abs(U2[:, :-1]).max() == 0.0  # the last sample is the stimulus

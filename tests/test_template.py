@@ -82,6 +82,7 @@ def test_auto_start_takes_the_template_off_the_crime(two_site_case):
     its two early sites (which lie at the true ones), and it beats spatiotemporal regularization
     (the best classical method of the non-crime study)."""
     from ecgi_jax.solvers.neural import start_solution
+    from ecgi_jax.solvers.neural._starts import FRONT_ROUNDS
 
     c = two_site_case
     U0, V0, info = start_solution("auto", c.Y, c.A, c.laplacian, c.dt, vertices=c.vertices, adjacency=c.adjacency)
@@ -89,6 +90,7 @@ def test_auto_start_takes_the_template_off_the_crime(two_site_case):
     misfits = info["start_misfits"]
     assert misfits["template"] < min(misfits["pacing"], misfits["shooting"])
     assert misfits["template-fronts"] < misfits["template"] and info["start_misfit"] == misfits["template-fronts"]
+    assert 1 <= info["template_front_rounds"] <= FRONT_ROUNDS
     assert len(info["template_sites"]) == 2
     indptr, indices = c.adjacency
     edge = np.linalg.norm(c.vertices[indices] - c.vertices[np.repeat(np.arange(len(c.vertices)), np.diff(indptr))], axis=1)
