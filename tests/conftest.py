@@ -83,6 +83,23 @@ def assert_gradient_matches_finite_differences(f, params, *, key: int = 3, eps: 
     np.testing.assert_allclose(float(g @ direction), float(fd), rtol=rtol, atol=1e-12)
 
 
+def zero_output_network(n_nodes: int, n_leads: int):
+    """``(graphdef, (params, rest))`` of a small EAND-ARN network whose head outputs zero: the fields
+    it gives are its start's exactly (training's first step), to score a start with the loss."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ecgi_jax.solvers.neural import EANDARNConfig
+    from ecgi_jax.solvers.neural._eand_arn import build_model
+
+    model = build_model(EANDARNConfig(width=8, n_blocks=1), n_nodes, n_leads, jax.random.key(0))
+    model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
+    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, (params, rest)
+
+
 def pytest_configure(config):
     # As diffrax's conftest: broadcasting must be written out ([:, None]), never implied by
     # mismatched ranks, so a shape slip fails loudly instead of broadcasting silently.

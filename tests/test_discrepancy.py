@@ -13,7 +13,7 @@ from ecgi_jax.ep import APParams, APProblem, simulate
 from ecgi_jax.solvers.neural import EANDARNConfig, make_inputs, physics_loss, without_reaction_discrepancy
 from ecgi_jax.solvers.neural._eand_arn import build_model
 
-from conftest import assert_gradient_matches_finite_differences, sphere_heart  # tests/ is on sys.path
+from conftest import assert_gradient_matches_finite_differences, sphere_heart, zero_output_network  # tests/ is on sys.path
 
 N_T = 48
 
@@ -28,11 +28,7 @@ def beat():
 
 def _zero_network_loss(mesh, lap, A, U, V, ap: APParams, degree: int, t_idx=None):
     """The loss terms of a start (U, V) under a zero-output network (training's first step)."""
-    cfg = EANDARNConfig(width=8, n_blocks=1)
-    model = build_model(cfg, mesh.n_vertices, A.shape[0], jax.random.key(0))
-    model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
-    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, (params, rest) = zero_output_network(mesh.n_vertices, A.shape[0])
     Y = A @ U
     verts = jnp.asarray(mesh.vertices, Y.dtype)
     problem = APProblem(Y, A, lap.astype(Y.dtype), verts, ap, jnp.asarray(0.1, Y.dtype), make_inputs(Y, verts, 0.1, U, V))

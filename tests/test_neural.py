@@ -19,7 +19,7 @@ from ecgi_jax.solvers.neural import (
 from ecgi_jax.solvers.neural._eand_arn import build_model, fitted_ap_params, make_eand_arn_step
 from ecgi_jax.solvers.shooting import farthest_point_sample, pacing_search
 
-from conftest import assert_gradient_matches_finite_differences, sphere_heart  # tests/ is on sys.path
+from conftest import assert_gradient_matches_finite_differences, sphere_heart, zero_output_network  # tests/ is on sys.path
 
 N_T = 48
 
@@ -53,11 +53,7 @@ def test_alpha_zero_network_is_its_shallow_part(mode):
 def test_physics_loss_is_small_at_the_truth(tiny):
     """The truth (as the 'start' with a zero network) has a stencil-level AP residual and a zero misfit."""
     mesh, lap, A, U, V, Y = tiny
-    cfg = EANDARNConfig(width=8, n_blocks=1)
-    model = build_model(cfg, mesh.n_vertices, A.shape[0], jax.random.key(0))
-    model.head.kernel[...] = jnp.zeros_like(model.head.kernel[...])
-    model.head.bias[...] = jnp.zeros_like(model.head.bias[...])
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, (params, rest) = zero_output_network(mesh.n_vertices, A.shape[0])
     truth = _problem(mesh, lap, A, Y, (U, V))
     terms = physics_loss((params, rest), graphdef, truth, jnp.arange(N_T), mode="body", stencil_order=4, derivative="numerical")
     assert float(terms[0]) < 1e-10  # data
