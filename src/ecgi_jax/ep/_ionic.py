@@ -262,8 +262,9 @@ def simulate_ionic(
                              f"got shape {onsets.shape}.")
         stimulus = np.where(mask, np.rint(np.where(mask, onsets, 0.0) / dt).astype(np.int64), -1)
         if np.any(stimulus >= int(n_samples)):  # a stimulus after the last sample would never fire
-            raise ValueError(f"onsets must lie inside the simulated window, before n_samples·dt = {int(n_samples) * dt:g} "
-                             f"(AP units); the latest is {float(np.max(onsets[mask])):g}: raise n_samples or move it earlier.")
+            raise ValueError(f"onsets must lie inside the simulated window: the latest, {float(np.max(onsets[mask])):g} (AP units), "
+                             f"falls on sample {int(stimulus.max())}, past the last ({int(n_samples) - 1}, dt = {dt:g}): "
+                             "raise n_samples or move it earlier.")
     state0 = model.excite(model.rest(n, dtype), jnp.asarray(stimulus == 0))
     return _integrate(model, lap, state0, jnp.asarray(dt, dtype), n_samples=int(n_samples), substeps=int(substeps),
                       stimulus_sample=None if onsets is None else jnp.asarray(stimulus, jnp.int32))

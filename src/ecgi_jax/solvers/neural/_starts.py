@@ -209,7 +209,8 @@ def start_solution(
         # Then again from the refit's own sites, while the misfit falls (FRONT_ROUNDS at most): a
         # one-site fit can have a spurious early site that the first refit drops. Three sites far
         # apart (development: 50/635/256 biventricular seed 1, 300/50/571 dilated seed 2): RE
-        # 0.204 -> 0.169 -> 0.168 -> 0.162 and 0.158 -> 0.144 after one, two, three refits.
+        # 0.204 -> 0.153 after 4 refits and 0.158 -> 0.144 after 2; on the held-out cases of
+        # noncrime_study (run X) multi-site beats stayed at 0.225, staggered 0.198 -> 0.196.
         fronts_name, sites = f"{name}-fronts", {}
         current, rounds = name, 0
         while rounds < FRONT_ROUNDS:
