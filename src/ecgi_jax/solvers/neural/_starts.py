@@ -223,9 +223,10 @@ def start_solution(
             if not m < misfits[current]:
                 break
             fits[fronts_name], misfits[fronts_name], current, rounds = refit, m, fronts_name, rounds + 1
-            aic[fronts_name] = aic[name] + n_obs * np.log(m / misfits[name])
             sites = {"template_sites": fronts.sites.tolist(), "template_site_times": fronts.site_times.tolist(),
                      "template_front_rounds": rounds}
+        if rounds:
+            aic[fronts_name] = aic[name] + n_obs * np.log(misfits[fronts_name] / misfits[name])
         name = current
         A_t, posed = A, {}
         if movable_heart is not None:
