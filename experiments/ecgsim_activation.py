@@ -70,7 +70,9 @@ def run(method: str, Y, A, heart: HeartModel, key, observation: str) -> tuple[np
         at = np.asarray(sol.diagnostics["activation_times"], np.float64)
     else:  # steepest upstroke, 1 ms samples: times in ms
         at = np.asarray(ep.activation_times(sol.potentials, 1.0, method="upstroke"), np.float64)
-    extra = {k: sol.diagnostics[k] for k in ("observation_gain", "start", "pacing_node") if k in sol.diagnostics}
+    # The start's choices too: which start, and (template) the sites its fronts left and how many refits.
+    kept = ("observation_gain", "start", "pacing_node", "template_sites", "template_front_rounds")
+    extra = {k: sol.diagnostics[k] for k in kept if k in sol.diagnostics}
     return at, {"result": sol.result.value, **extra}
 
 
