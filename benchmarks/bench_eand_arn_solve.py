@@ -14,7 +14,7 @@ pacing site 100 (``--quick``: 300 nodes, 300 samples). Reported:
   second call ≥ 5× faster to its first step, as nothing is compiled again;
 * the default call on a beat from three sites at once (``MULTI_SITES`` of the node numbering), where the template is
   refitted as fronts from its early sites (``template_front_rounds``);
-* Tikhonov-2 (GCV) and spatiotemporal regularization on the same case, for scale;
+* Tikhonov-2 and spatiotemporal regularization (their default λ rule, CRESO) on the same case, for scale;
 * the dense float32 matmul peak measured in the same run (compare runs from different days as
   fractions of it).
 
