@@ -19,7 +19,7 @@ from ecgi_jax.solvers.shooting import (
     shooting_fit,
     trajectory,
 )
-from ecgi_jax.solvers.shooting._shooting import _lm_multi, _spacing
+from ecgi_jax.solvers.shooting._shooting import _fit_starts, _spacing
 
 N_T = 40
 NODE = 7
@@ -139,8 +139,9 @@ def test_laplace_covariance_shrinks_with_noise(sphere):
 
 
 def test_multistart_equals_a_loop_mapped_or_vmapped(sphere):
-    """The multi-start fit (starts mapped, so that rejected trials skip their Jacobian) and a
-    vmapped LM (where that skip is a select) both reproduce one-start-at-a-time LM."""
+    """The multi-start fit (one compiled start per call, the iteration budget traced, so that
+    rejected trials skip their Jacobian) and a vmapped LM (where that skip is a select) both
+    reproduce one-start-at-a-time LM with a static budget."""
     mesh, lap, A, U, Y = sphere
     cfg = ShootingConfig(n_samples=N_T, substeps=5, pad=10, fit_D=True, checkpoint=False)
     prob = APProblem(_noisy(Y, 0.05), A, lap, jnp.asarray(mesh.vertices, jnp.float32), APParams(), jnp.asarray(0.1))
@@ -149,7 +150,7 @@ def test_multistart_equals_a_loop_mapped_or_vmapped(sphere):
     starts = jnp.asarray(
         [list(mesh.vertices[i]) + [np.log(0.5 * h), 0.0, 0.0] for i in (NODE, 40)], jnp.float32
     )
-    multi = _lm_multi(starts, prob, cfg, lo, hi, max_iter=4, tol=1e-4)
+    multi = _fit_starts(starts, prob, cfg, lo, hi, max_iter=4, tol=1e-4)
     one = jax.jit(fit_start, static_argnames=("config", "max_iter", "tol"))
     vmapped = jax.jit(jax.vmap(lambda th: fit_start(th, prob, cfg, lo, hi, max_iter=4, tol=1e-4)))(starts)
     for k in range(2):

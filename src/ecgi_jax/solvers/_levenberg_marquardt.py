@@ -50,8 +50,8 @@ def levenberg_marquardt(
     gradient) and ``H = JᵀJ`` (plus the penalties' Hessians). It is asked for at the start and at
     accepted points only: a trial is judged by ``cost_fn`` alone, and the system is the expensive
     part (a Jacobian, or a closed-form ``N × N`` matrix), while about half of the trials are
-    rejected. Under ``jax.vmap`` that branch becomes a select and both sides are computed: map
-    multi-start fits one start after another (``jax.lax.map``) to keep the saving.
+    rejected. Under ``jax.vmap`` that branch becomes a select and both sides are computed: run
+    multi-start fits one start after another (a call per start, or ``jax.lax.map``) to keep the saving.
 
     Step: ``(H + λ·diag(H + ε))·δ = −g`` (Marquardt's scaling makes it invariant to the units of
     the parameters; ``ε = damping_floor·max diag H`` keeps it solvable), ``x ← clip(x + δ, lower,

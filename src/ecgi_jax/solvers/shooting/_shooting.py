@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -180,13 +179,19 @@ def _as_laplacian(laplacian, n, dtype):
     return laplacian
 
 
-@partial(jax.jit, static_argnames=("config", "tol"))
-def _lm_multi(theta0, problem, config, lower, upper, max_iter, *, tol):
-    # One start after another, not vmapped: each LM then skips the Jacobian of its rejected
-    # trials and stops on its own (vmapped, every start pays for both and runs as long as the
-    # slowest). At 642 nodes x 400 samples, 4 vmapped Jacobians took 3.6x one: little to gain.
-    fit = lambda th: fit_start(th, problem, config, lower, upper, max_iter=max_iter, tol=tol)  # noqa: E731
-    return jax.lax.map(fit, theta0)
+# One start per call, one start after another, not vmapped: each LM then skips the Jacobian of
+# its rejected trials and stops on its own (vmapped, every start pays for both and runs as long as
+# the slowest; at 642 nodes x 400 samples, 4 vmapped Jacobians took 3.6x one). One start per call,
+# not a lax.map over the starts, so the screening's n_starts and the later single starts share
+# one compiled program (a map compiled once per number of starts: ~2 s each on a 2-core CPU).
+_fit_start = jax.jit(fit_start, static_argnames=("config", "tol"))
+
+
+def _fit_starts(theta0, problem, config, lower, upper, max_iter, *, tol) -> LMResult:
+    """:func:`fit_start` from each row of ``theta0 (k, p)``; the results stacked (leading ``k``)."""
+    max_iter = jnp.asarray(max_iter, jnp.int32)
+    runs = [_fit_start(th, problem, config, lower, upper, max_iter=max_iter, tol=tol) for th in theta0]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
 _residual_and_jacobian = jax.jit(residual_and_jacobian, static_argnames=("config",))
 _shoot = jax.jit(shoot, static_argnames=("config",))
 
@@ -341,7 +346,7 @@ def shooting_fit(
     starts, nodes = [np.asarray(theta0)], list(nodes)
 
     def fit(theta, cfg, lo, hi, iterations=max_iter):
-        return _lm_multi(jnp.asarray(theta, dtype), problem, cfg, lo, hi, jnp.asarray(iterations, jnp.int32), tol=float(tol))
+        return _fit_starts(jnp.asarray(theta, dtype), problem, cfg, lo, hi, iterations, tol=float(tol))
 
     def fit_one_more(lm, best, theta, node):
         """LM from one more start ``theta (1, p)``, appended to the record (every start stays in
