@@ -164,14 +164,19 @@ def pacing_search(
     n_lead = int(round(max_advance / dt))
 
     def evaluate(new):
-        # Pad the batch to a multiple of batch_size (repeating a node) so that few shapes compile.
+        # In batches of exactly batch_size (the last padded by repeating a node): one compiled
+        # shape serves every batch of every search (a map over all the new nodes at once compiled
+        # once per count: 4 programs in the EAND-ARN auto start).
         k = len(new)
-        padded = new + [new[0]] * (-k % batch_size)
-        out = _misfits(
-            jnp.asarray(padded), lap, Y, A, p, jnp.asarray(dt, Y.dtype), n_samples=Y.shape[1], n_lead=n_lead,
-            substeps=int(substeps), batch_size=batch_size, observation=observation,
-        )
-        return np.asarray(out[0])[:k], np.asarray(out[1])[:k]
+        padded = jnp.asarray(new + [new[0]] * (-k % batch_size))
+        out = [
+            _misfits(
+                padded[i : i + batch_size], lap, Y, A, p, jnp.asarray(dt, Y.dtype), n_samples=Y.shape[1], n_lead=n_lead,
+                substeps=int(substeps), batch_size=batch_size, observation=observation,
+            )
+            for i in range(0, len(padded), batch_size)
+        ]
+        return np.concatenate([o[0] for o in out])[:k], np.concatenate([o[1] for o in out])[:k]
 
     def score(nodes):
         new = [int(i) for i in nodes if int(i) not in seen]
