@@ -179,11 +179,11 @@ def _as_laplacian(laplacian, n, dtype):
     return laplacian
 
 
-# One start per call, one start after another, not vmapped: each LM then skips the Jacobian of
-# its rejected trials and stops on its own (vmapped, every start pays for both and runs as long as
-# the slowest; at 642 nodes x 400 samples, 4 vmapped Jacobians took 3.6x one). One start per call,
-# not a lax.map over the starts, so the screening's n_starts and the later single starts share
-# one compiled program (a map compiled once per number of starts: ~2 s each on a 2-core CPU).
+# One start after another, not vmapped: each LM then skips the Jacobian of its rejected trials
+# and stops on its own (vmapped, every start pays for both and runs as long as the slowest; at 642
+# nodes x 400 samples, 4 vmapped Jacobians took 3.6x one). A call per start rather than a lax.map
+# over the starts, so that the screening's n_starts and the later single starts share one compiled
+# program (the map compiled once per number of starts: ~2 s each on a 2-core CPU).
 _fit_start = jax.jit(fit_start, static_argnames=("config", "tol"))
 
 
@@ -192,6 +192,8 @@ def _fit_starts(theta0, problem, config, lower, upper, max_iter, *, tol) -> LMRe
     max_iter = jnp.asarray(max_iter, jnp.int32)
     runs = [_fit_start(th, problem, config, lower, upper, max_iter=max_iter, tol=tol) for th in theta0]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *runs)
+
+
 _residual_and_jacobian = jax.jit(residual_and_jacobian, static_argnames=("config",))
 _shoot = jax.jit(shoot, static_argnames=("config",))
 
