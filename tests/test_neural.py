@@ -87,6 +87,53 @@ def test_loss_gradient_matches_finite_differences(tiny, x64, mode, derivative):
     assert_gradient_matches_finite_differences(total, params)
 
 
+@pytest.mark.parametrize("architecture", ["adaptive-resnet", "pdl-mlp"])
+def test_coordinate_fields_in_chunks_equal_one_pass(tiny, x64, monkeypatch, architecture):
+    """Coordinate mode evaluates the network over chunks of samples, recomputed in the backward
+    pass: the loss terms and their gradient are those of one pass over every point, also when
+    the last chunk is padded (48 samples in chunks of 5; 400 collocation samples in chunks of 3)."""
+    from ecgi_jax.solvers.neural import _fields
+
+    mesh, lap, A, U, V, Y = tiny
+    A, Y = jnp.asarray(A, jnp.float64), jnp.asarray(Y, jnp.float64)
+    problem = _problem(mesh, lap, A, Y)
+    cfg = EANDARNConfig(mode="coordinate", architecture=architecture, width=8, n_blocks=2, derivative="autodiff")
+    graphdef, params, rest = nnx.split(build_model(cfg, mesh.n_vertices, A.shape[0], jax.random.key(3)), nnx.Param, ...)
+    params, rest = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), (params, rest))
+    t_idx = jax.random.randint(jax.random.key(4), (400,), 0, N_T)
+
+    def value_and_grad(chunk_points):
+        monkeypatch.setattr(_fields, "_CHUNK_POINTS", chunk_points)  # read when traced
+        terms = lambda p: physics_loss((p, rest), graphdef, problem, t_idx, mode="coordinate", stencil_order=4,  # noqa: E731
+                                       derivative="autodiff")
+        return terms(params), jax.grad(lambda p: jnp.sum(terms(p)))(params)
+
+    n = mesh.n_vertices
+    one_pass = value_and_grad(n * 400)
+    for chunk_points in (5 * n - 1, 3 * n):  # chunks of 5 (padded) and of 3 samples (padded)
+        chunked = value_and_grad(chunk_points)
+        np.testing.assert_allclose(chunked[0], one_pass[0], rtol=1e-10)
+        for a, b in zip(jax.tree.leaves(chunked[1]), jax.tree.leaves(one_pass[1])):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_pdl_network_is_the_plain_tanh_mlp():
+    """P-DL's MLP (evaluated features-major, the slope folded into the weights) is
+    ``tanh(n·a·(x W + b))`` layer by layer, then a linear head, written out row by row."""
+    from ecgi_jax.solvers.neural._networks import PDLNet
+
+    net = PDLNet(width=6, n_layers=3, rngs=nnx.Rngs(0))
+    net.slope[...] = jnp.asarray(0.137)
+    x = jax.random.normal(jax.random.key(1), (11, 4))
+    h = np.asarray(x, np.float64)
+    for layer in net.layers:
+        h = np.tanh(10 * 0.137 * (h @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...])))
+    expected = h @ np.asarray(net.head.kernel[...]) + np.asarray(net.head.bias[...])
+    np.testing.assert_allclose(net(x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net(x[3]), expected[3], rtol=1e-5, atol=1e-6)  # one point, or any leading shape
+    np.testing.assert_allclose(net(x[:10].reshape(2, 5, 4)), expected[:10].reshape(2, 5, 2), rtol=1e-5, atol=1e-6)
+
+
 def test_free_grid_loss_is_the_loss_of_the_fields_themselves(tiny, x64):
     """mode='grid': the parameters are corrections of the start fields, and the loss and its
     gradient equal the terms written out by hand on ``U0 + dU, V0 + dV``."""

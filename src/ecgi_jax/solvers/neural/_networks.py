@@ -136,9 +136,14 @@ class PDLNet(nnx.Module):
 
     def __call__(self, x):
         s = self.slope_scale * self.slope[...]
+        # Features-major, (width, points): 10-wide layers over 10^4-10^5 points ran 1.6x faster
+        # (forward and backward, CPU) than as (points, width), whose rows are shorter than a vector.
+        # The slope scales the (width²) weights, not the (width × points) pre-activations.
+        h = x.reshape(-1, x.shape[-1]).T
         for layer in self.layers:
-            x = jnp.tanh(s * layer(x))
-        return self.head(x)
+            h = jnp.tanh((s * layer.kernel[...]).T @ h + (s * layer.bias[...])[:, None])
+        out = self.head.kernel[...].T @ h + self.head.bias[...][:, None]
+        return out.T.reshape(x.shape[:-1] + (out.shape[0],))
 
 
 class FreeGrid(nnx.Module):
