@@ -11,8 +11,8 @@ keep freed memory (``GLIBC_TUNABLES``), which spares XLA's large buffers a page 
 
 Every block is a fresh process (compile, 2 warm-up iterations, then the timed ones); the blocks
 of the three configurations alternate, in reversed order every other round, so that a slow spell
-of a shared machine falls on all of them. ``ratio`` is the peer's best configuration over ours,
-per round, then the median.
+of a shared machine falls on all of them. ``peer_best_over_ours_median``: the peer's best
+configuration's time over ours, per round, then the median.
 
 TensorFlow is never a dependency of ecgi_jax: it is taken from this interpreter if importable,
 else from the interpreter named by ``ECGI_TF_PYTHON`` (e.g. a venv with ``pip install
@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +45,7 @@ def measure_ours(data: str, iters: int) -> dict:
     from benchmarks.bench_training_step import _configs, build_step
 
     step, state, problem, _ = build_step(C.inverse_case("pdl", data), _configs(False)["pdl"])
-    step = jax.jit(step)
-    key = jax.random.PRNGKey(0)
-    t0 = time.perf_counter()
-    state, terms = jax.block_until_ready(step(state, problem, key))
-    first = time.perf_counter() - t0
-    times = []
-    for i in range(2 + iters):
-        t0 = time.perf_counter()
-        state, terms = jax.block_until_ready(step(state, problem, jax.random.fold_in(key, i)))
-        times.append(time.perf_counter() - t0)
-    return {"times_s": times[2:], "first_call_s": first, "finite": bool(np.isfinite(np.asarray(terms)).all())}
+    return C.time_call(jax.jit(step), state, problem, jax.random.PRNGKey(0), repeats=iters, warmup=2)
 
 
 def _peer_python() -> str | None:
@@ -73,7 +62,8 @@ def _peer_block(python: str, case: Path, iters: int, xla: bool) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"the TensorFlow peer failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**out, "median_s": float(np.median(out["times_s"]))}
 
 
 def run(args) -> dict:
@@ -108,17 +98,17 @@ def run(args) -> dict:
             for name in order:
                 out = configs[name]()
                 blocks[name].append(out)
-                print(f"  round {r + 1}/{rounds} {name}: {1e3 * np.median(out['times_s']):.0f} ms/iteration", flush=True)
+                print(f"  round {r + 1}/{rounds} {name}: {1e3 * out['median_s']:.0f} ms/iteration", flush=True)
     tensorflow = blocks["tf graph"][0].get("tensorflow")
     rows = []
     for name, outs in blocks.items():
-        per_block = [float(np.median(o["times_s"])) for o in outs]
+        per_block = [o["median_s"] for o in outs]
         rows.append({"implementation": name, "ms_per_iter": 1e3 * float(np.median(per_block)),
                      "block_ms": [round(1e3 * b, 1) for b in per_block],
                      "first_call_s": float(np.median([o["first_call_s"] for o in outs])),
                      "peak_rss_mb": float(max(o["peak_rss_mb"] for o in outs))})
-    ours = [float(np.median(o["times_s"])) for o in blocks["ecgi_jax pdl"]]
-    peer_best = [min(float(np.median(blocks[k][i]["times_s"])) for k in ("tf graph", "tf xla (keep freed)"))
+    ours = [o["median_s"] for o in blocks["ecgi_jax pdl"]]
+    peer_best = [min(blocks[k][i]["median_s"] for k in ("tf graph", "tf xla (keep freed)"))
                  for i in range(rounds)]
     ratios = [p / o for p, o in zip(peer_best, ours)]
     for row in rows:
