@@ -136,6 +136,6 @@ def fields_and_time_derivatives(graphdef, params, inputs: FieldInputs, t_idx):
         out, dout = out.reshape(n, idx.size, 2), dout.reshape(n, idx.size, 2)
         return out[..., 0], out[..., 1], dout[..., 0], dout[..., 1]
 
-    U, V, dU, dV = _over_time_chunks(fields_and_rates, t_idx.reshape(-1), n)
     f = t_idx.reshape(-1)
+    U, V, dU, dV = _over_time_chunks(fields_and_rates, f, n)
     return U + inputs.base_u[:, f], V + inputs.base_v[:, f], dU + inputs.base_du[:, f], dV + inputs.base_dv[:, f]
