@@ -110,6 +110,26 @@ def test_solid_angle_rows_and_winding():
     np.testing.assert_allclose(winding_number([[0, 0, 0], [0, 0, 9]], s), [1.0, 0.0], atol=1e-12)
 
 
+
+def test_layer_integrals_do_not_depend_on_chunks_or_threads(monkeypatch):
+    # Every chunk writes its own rows: one row per chunk on one thread, or a few big chunks on
+    # several threads, must give the same bits.
+    from ecgi_jax.forward import _bem
+
+    s = icosphere(2, 30.0)
+    pts = np.random.default_rng(0).normal(scale=20.0, size=(37, 3))
+    runs = []
+    for cores, chunk in ((1, 1), (3, 5 * s.n_triangles), (4, 100_000)):
+        monkeypatch.setattr(_bem, "_usable_cores", lambda c=cores: c)
+        d, g = layer_integrals(pts, s, single=True, chunk_elements=chunk)
+        runs.append((d, g, winding_number(pts, s)))
+    for d, g, w in runs[1:]:
+        np.testing.assert_array_equal(d, runs[0][0])
+        np.testing.assert_array_equal(g, runs[0][1])
+        np.testing.assert_array_equal(w, runs[0][2])
+    # The winding number is the double layer's row sum (both: the solid angle / 4 pi).
+    np.testing.assert_allclose(runs[0][2], runs[0][0].sum(1), atol=1e-12)
+
 # ----------------------------------------------------------------------------- concentric spheres
 def test_gain_formula_limits():
     assert concentric_spheres_gain(0, 1.0, 3.0) == pytest.approx(1.0)

@@ -40,10 +40,14 @@ so no Lynn & Timlake deflation is needed to *solve* (measured: cond(M) = 1.24 fo
 sphere in a 100 mm torso sphere, 642 + 642 nodes, while P_TT's smallest singular value is 1e-18;
 see experiments/bem_validation.py). The output reference is then chosen explicitly (``reference``).
 
-All assembly is float64 numpy, vectorised over (collocation point, triangle) pairs in chunks.
+All assembly is float64 numpy, vectorised over (collocation point, triangle) pairs in chunks,
+the chunks on one thread per usable core.
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -157,7 +161,32 @@ def _scatter(mesh: Mesh) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(3 * f), (rows, mesh.triangles.reshape(-1))), shape=(3 * f, mesh.n_vertices))
 
 
-def layer_integrals(points, mesh: Mesh, *, single: bool = True, chunk_elements: int = 400_000):
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _over_row_chunks(fill, n_rows: int, rows_per_chunk: int) -> None:
+    """Call ``fill(rows)`` for consecutive slices of ``n_rows`` rows, on one thread per core.
+
+    numpy's elementwise kernels release the GIL, so the chunks of the (point, triangle) integrals
+    run in parallel; each chunk writes only its own rows, so the result does not depend on the
+    number of threads. Chunks of ~10^5 (point, triangle) pairs keep the temporaries in cache
+    (400 000 pairs: 7.0 s, 100 000: 5.1 s single-threaded for a 1594-node heart seen from 3988 points).
+    """
+    slices = [slice(s, min(s + rows_per_chunk, n_rows)) for s in range(0, n_rows, rows_per_chunk)]
+    workers = min(_usable_cores(), len(slices))
+    if workers <= 1:
+        for rows in slices:
+            fill(rows)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fill, slices))  # re-raises a chunk's exception here
+
+
+def layer_integrals(points, mesh: Mesh, *, single: bool = True, chunk_elements: int = 100_000):
     """Vertex-based double- and single-layer matrices of ``mesh`` seen from ``points``.
 
     ``D[i, j] = 1/(4 pi) int_S psi_j(y) (y - x_i).n(y) / |y - x_i|^3 dS`` (the solid angle
@@ -165,7 +194,8 @@ def layer_integrals(points, mesh: Mesh, *, single: bool = True, chunk_elements: 
     the surface: 1 inside, 0 outside a closed outward surface) and
     ``S[i, j] = 1/(4 pi) int_S psi_j(y) / |y - x_i| dS``. Exact for flat triangles; a point that
     is a vertex of ``mesh`` gets the correct weakly singular single-layer value and zero
-    double-layer contribution from the triangles it belongs to.
+    double-layer contribution from the triangles it belongs to. ``chunk_elements``: (point,
+    triangle) pairs per chunk; chunks run on one thread per usable core.
 
     Returns ``(D, S)`` (``S`` is ``None`` when ``single=False``), shape ``(len(points), N)``.
     """
@@ -175,34 +205,32 @@ def layer_integrals(points, mesh: Mesh, *, single: bool = True, chunk_elements: 
     n_p, f = x.shape[0], mesh.n_triangles
     d_out = np.empty((n_p, mesh.n_vertices))
     s_out = np.empty((n_p, mesh.n_vertices)) if single else None
-    step = max(1, chunk_elements // max(f, 1))
-    for start in range(0, n_p, step):
-        sl_ = slice(start, min(start + step, n_p))
-        dl, sgl = _chunk_integrals(x[sl_], frames, single)
-        d_out[sl_] = (scatter_t @ dl.reshape(dl.shape[0], 3 * f).T).T / _FOUR_PI
+
+    def fill(rows):
+        dl, sgl = _chunk_integrals(x[rows], frames, single)
+        d_out[rows] = (scatter_t @ dl.reshape(dl.shape[0], 3 * f).T).T / _FOUR_PI
         if single:
-            s_out[sl_] = (scatter_t @ sgl.reshape(sgl.shape[0], 3 * f).T).T / _FOUR_PI
+            s_out[rows] = (scatter_t @ sgl.reshape(sgl.shape[0], 3 * f).T).T / _FOUR_PI
+
+    _over_row_chunks(fill, n_p, max(1, chunk_elements // max(f, 1)))
     return d_out, s_out
 
 
-def _solid_angle_sum(points, mesh: Mesh, chunk_elements: int = 400_000) -> np.ndarray:
+def _solid_angle_sum(points, mesh: Mesh, chunk_elements: int = 100_000) -> np.ndarray:
     """Total solid angle / 4 pi of ``mesh`` seen from each point (no shape functions)."""
     x = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     c = mesh.corners
     out = np.empty(x.shape[0])
-    step = max(1, chunk_elements // mesh.n_triangles)
-    for start in range(0, x.shape[0], step):
-        z = c[None] - x[start : start + step, None, None, :]
-        r = np.linalg.norm(z, axis=3)
-        z0, z1, z2 = z[:, :, 0], z[:, :, 1], z[:, :, 2]
-        num = np.einsum("pfi,pfi->pf", z0, np.cross(z1, z2))
-        den = (
-            r[..., 0] * r[..., 1] * r[..., 2]
-            + np.einsum("pfi,pfi->pf", z0, z1) * r[..., 2]
-            + np.einsum("pfi,pfi->pf", z0, z2) * r[..., 1]
-            + np.einsum("pfi,pfi->pf", z1, z2) * r[..., 0]
-        )
-        out[start : start + step] = 2.0 * np.arctan2(num, den).sum(axis=1) / _FOUR_PI
+
+    def fill(rows):
+        # van Oosterom & Strackee, on the component-tuple layout of _chunk_integrals.
+        z0, z1, z2 = (tuple(c[None, :, k, i] - x[rows, i][:, None] for i in range(3)) for k in range(3))
+        r0, r1, r2 = (np.sqrt(_dot(z, z)) for z in (z0, z1, z2))
+        num = _dot(z0, _cross(z1, z2))
+        den = r0 * r1 * r2 + _dot(z0, z1) * r2 + _dot(z0, z2) * r1 + _dot(z1, z2) * r0
+        out[rows] = 2.0 * np.arctan2(num, den).sum(axis=1) / _FOUR_PI
+
+    _over_row_chunks(fill, x.shape[0], max(1, chunk_elements // max(mesh.n_triangles, 1)))
     return out
 
 
