@@ -16,7 +16,7 @@ from ...ep import APProblem, ap_residual, ap_rhs
 from ...operators import stencil
 from ._fields import evaluate_fields, fields_and_time_derivatives
 
-__all__ = ["TERMS", "physics_loss", "combine_terms", "reaction_basis", "without_reaction_discrepancy"]
+__all__ = ["TERMS", "physics_loss", "combine_terms", "without_reaction_discrepancy"]
 
 #: Loss terms, in the order of weight vectors.
 TERMS = ("data", "phys_u", "phys_v", "tik0", "tik2")
@@ -34,13 +34,12 @@ def combine_terms(terms: jax.Array, weights: jax.Array, log_sigma: jax.Array | N
     return jnp.sum(jnp.where(active, weights * terms / s2 + jnp.log1p(s2), 0.0))
 
 
-def reaction_basis(U, V, degree: int):
-    """Monomials ``x^i y^j`` (``i + j ≤ degree``) of the standardized states ``x, y`` of ``U, V``:
-    ``(U.size, (degree + 1)(degree + 2)/2)``. Standardized for the conditioning of the normal
-    equations only: the span (all polynomials of that total degree in u and v) is the same."""
-    sg = jax.lax.stop_gradient
-    x, y = ((z - sg(jnp.mean(z))) / sg(jnp.std(z) + 1e-6) for z in (U.ravel(), V.ravel()))
-    return jnp.stack([x**i * y**j for i in range(degree + 1) for j in range(degree + 1 - i)], axis=1)
+def _powers(z, n: int) -> list:
+    """``[1, z, z², ..., zⁿ]``."""
+    out = [jnp.ones_like(z)]
+    for _ in range(n):
+        out.append(out[-1] * z)
+    return out
 
 
 def without_reaction_discrepancy(residuals, U, V, degree: int):
@@ -57,14 +56,28 @@ def without_reaction_discrepancy(residuals, U, V, degree: int):
     drops what it says about the waveform. The coefficients are held out of the gradient: at the
     least-squares optimum the loss is stationary in them, so the gradient is the same (the
     envelope theorem) without differentiating the solve.
+
+    The basis is the monomials ``x^i y^j`` (``i + j ≤ degree``) of the standardized states (for
+    the conditioning only: the span is the same). The normal equations are formed from the
+    moments ``Σ x^p y^q`` (``p + q ≤ 2·degree``) and ``Σ x^i y^j r``: sums of elementwise products,
+    which XLA fuses, instead of a (points × basis) matrix and its thin matrix products (whose
+    shapes ran at a fraction of the matmul rate: the body-mode step on P-DL, 1094 × 661, was
+    154 ms with the matrix form against 74 ms without the discrepancy).
     """
-    Phi = reaction_basis(U, V, degree).astype(residuals[0].dtype)
-    R = jnp.stack([r.ravel() for r in residuals], axis=1)  # one basis, every right-hand side
-    gram = jnp.matmul(Phi.T, Phi, precision=_HI)
+    sg = jax.lax.stop_gradient
+    dtype = residuals[0].dtype
+    x, y = (((z - sg(jnp.mean(z))) / sg(jnp.std(z) + 1e-6)).astype(dtype) for z in (U.ravel(), V.ravel()))
+    basis = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+    xp, yp = _powers(x, 2 * degree), _powers(y, 2 * degree)
+    moment = {(p, q): jnp.sum(sg(xp[p] * yp[q])) for p in range(2 * degree + 1) for q in range(2 * degree + 1 - p)}
+    gram = jnp.stack([jnp.stack([moment[(i + k, j + l)] for k, l in basis]) for i, j in basis])
+    rhs = jnp.stack([jnp.stack([jnp.sum(sg(xp[i] * yp[j]) * r.ravel()) for r in residuals]) for i, j in basis])
     ridge = 10 * jnp.finfo(gram.dtype).eps * jnp.trace(gram) / gram.shape[0]  # rounding level: conditioning only
-    c = jnp.linalg.solve(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype), jnp.matmul(Phi.T, R, precision=_HI))
-    fitted = jnp.matmul(Phi, jax.lax.stop_gradient(c), precision=_HI)
-    return tuple(r - fitted[:, k].reshape(r.shape) for k, r in enumerate(residuals))
+    c = sg(jnp.linalg.solve(gram + ridge * jnp.eye(gram.shape[0], dtype=gram.dtype), rhs))
+    return tuple(
+        r - sum(c[b, k] * xp[i] * yp[j] for b, (i, j) in enumerate(basis)).reshape(r.shape)
+        for k, r in enumerate(residuals)
+    )
 
 
 def physics_loss(
