@@ -142,7 +142,7 @@ def time_call(fn: Callable, *args, repeats: int = 10, warmup: int = 1) -> dict:
 
 def compile_and_time(fn: Callable, *args, repeats: int = 10, warmup: int = 1) -> dict:
     """``jax.jit(fn)`` lowered and compiled ahead of time (``compile_s``), then timed as
-    :func:`time_call`; also the compiled program's FLOPs and memory analysis."""
+    :func:`time_call`; also the compiled program's FLOPs, bytes accessed and memory analysis."""
     import jax
 
     t0 = time.perf_counter()
@@ -152,20 +152,33 @@ def compile_and_time(fn: Callable, *args, repeats: int = 10, warmup: int = 1) ->
     out.pop("first_call_s")
     out["compile_s"] = compile_s
     out["flops"] = cost_flops(compiled)
+    out["bytes"] = cost_bytes(compiled)
     out["memory"] = memory_analysis(compiled)
     return out
 
 
-def cost_flops(compiled) -> float | None:
-    """FLOPs of a compiled program from XLA's HLO cost analysis (``None`` if unavailable)."""
+def _cost_analysis(compiled) -> dict:
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - some backends do not implement it
-        return None
+        return {}
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
-    flops = (cost or {}).get("flops")
+    return cost or {}
+
+
+def cost_flops(compiled) -> float | None:
+    """FLOPs of a compiled program from XLA's HLO cost analysis (``None`` if unavailable)."""
+    flops = _cost_analysis(compiled).get("flops")
     return None if flops is None else float(flops)
+
+
+def cost_bytes(compiled) -> float | None:
+    """Bytes the compiled program's kernels read and write, from XLA's HLO cost analysis
+    (``"bytes accessed"``: every fused kernel's operands and results, whether they come from
+    memory or from cache; ``None`` if unavailable). A loop's body is counted once."""
+    n = _cost_analysis(compiled).get("bytes accessed")
+    return None if n is None else float(n)
 
 
 def memory_analysis(compiled) -> dict | None:
@@ -192,6 +205,34 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
     t = time_call(f, a, b, repeats=repeats)
     flops = 2.0 * n**3
     return {"n": n, "median_s": t["median_s"], "flop_per_s": flops / t["median_s"], "best_flop_per_s": flops / t["min_s"]}
+
+
+def stream_bandwidth(n_bytes: int = 1 << 28, repeats: int = 7) -> dict:
+    """Measured memory bandwidth of this machine (bytes/s), the bandwidth fraction's denominator.
+
+    A STREAM triad ``a ← a + 3 b`` on float32 arrays of ``n_bytes`` each, jitted, 12 bytes moved
+    per element (two reads, one write). ``bytes_per_s``: with ``a`` donated, so the result is
+    written in place (what the hardware sustains); ``fresh_output_bytes_per_s``: the same with a
+    new output buffer every call, which the OS maps and zero-fills page by page (what a program
+    that allocates its temporaries anew each call gets: 6x slower on a 2-core EPYC VM).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    n = n_bytes // 4
+    b = jnp.ones((n,), jnp.float32)
+    in_place = jax.jit(lambda a, b: a + 3.0 * b, donate_argnums=0)
+    fresh = jax.jit(lambda a, b: a + 3.0 * b)
+    a = in_place(jnp.zeros((n,), jnp.float32), b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a = in_place(a, b).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    t_fresh = time_call(fresh, a, b, repeats=repeats)
+    moved = 3.0 * n * 4
+    return {"n_bytes": n * 4, "median_s": float(np.median(times)), "bytes_per_s": moved / float(np.median(times)),
+            "fresh_output_bytes_per_s": moved / t_fresh["median_s"]}
 
 
 def loglog_slope(x, y) -> float:

@@ -1,4 +1,4 @@
-"""EAND-ARN training-step time, FLOPs and MFU; the P-DL baseline at the predecessor's settings.
+"""EAND-ARN training-step time, FLOPs, bytes, MFU and bandwidth fraction; the P-DL baseline at the predecessor's settings.
 
 Rows (each measured in its own process, so its peak RSS is its own):
 
@@ -13,8 +13,11 @@ Rows (each measured in its own process, so its peak RSS is its own):
 One training step is the library's own guarded optimiser step (:func:`make_step`) around
 :func:`physics_loss`, built here from the public pieces (the same as ``eand_arn`` does), timed as a
 single jitted call and fused ``lax.scan`` of ``fuse`` steps (how ``run_training`` runs them).
-FLOPs come from XLA's cost analysis of the compiled step; MFU = achieved FLOP/s ÷ the float32
-dense-matmul throughput measured on the same machine in the same run.
+FLOPs and bytes accessed come from XLA's cost analysis of the compiled step; MFU = achieved FLOP/s
+÷ the float32 dense-matmul throughput, and the bandwidth fraction = achieved bytes/s ÷ the STREAM
+triad bandwidth (:func:`~benchmarks._common.stream_bandwidth`), both measured on the same machine
+in the same run. A row whose FLOP per byte lies below the machine's balance (peak ÷ bandwidth) is
+bound by memory traffic (``bound``): read its bandwidth fraction, else its MFU.
 
 The profile table splits one step of the P-DL-geometry rows into its parts (network forward,
 ``A @ U``, Laplacian apply, the whole loss, loss + gradient, optimiser step), each jitted alone,
@@ -103,16 +106,18 @@ def build_step(case: dict, config: dict, *, steps: int = 1000, key=0):
     return step, state, problem, {"graphdef": graphdef, "loss_fn": loss_fn, "sample": sample, "cfg": cfg}
 
 
-def model_flops(fn, *args) -> float | None:
-    """FLOPs of ``fn(*args)`` evaluated in one pass. Coordinate mode runs the network in a loop
-    over chunks of points, and XLA's cost analysis counts a loop's body once: the chunked
-    program's count would be one chunk's. These are the model's FLOPs (the chunked program also
-    recomputes each chunk's forward pass in the backward one, not counted)."""
+def one_pass_cost(fn, *args) -> tuple[float | None, float | None]:
+    """FLOPs and bytes accessed of ``fn(*args)`` evaluated in one pass. Coordinate mode runs the
+    network in a loop over chunks of points, and XLA's cost analysis counts a loop's body once:
+    the chunked program's counts would be one chunk's. These are the model's counts (the chunked
+    program also recomputes each chunk's forward pass in the backward one, not counted; its
+    bytes are the one-pass kernels' operands, most of which the chunked program keeps in cache)."""
     from ecgi_jax.solvers.neural import _fields
 
     chunk_points, _fields._CHUNK_POINTS = _fields._CHUNK_POINTS, 1 << 62
     try:
-        return C.cost_flops(jax.jit(lambda *a: fn(*a)).lower(*args).compile())  # a new function: traced anew
+        compiled = jax.jit(lambda *a: fn(*a)).lower(*args).compile()  # a new function: traced anew
+        return C.cost_flops(compiled), C.cost_bytes(compiled)
     finally:
         _fields._CHUNK_POINTS = chunk_points
 
@@ -156,9 +161,9 @@ def _profile(step, state, problem, parts, repeats: int) -> list[dict]:
     rows = []
     for name, (fn, args) in pieces.items():
         r = C.compile_and_time(fn, *args, repeats=repeats)
-        flops = model_flops(fn, *args) if cfg.mode == "coordinate" else r["flops"]
+        flops, n_bytes = one_pass_cost(fn, *args) if cfg.mode == "coordinate" else (r["flops"], r["bytes"])
         rows.append({"part": name, "ms": 1e3 * r["median_s"], "iqr_ms": 1e3 * r["iqr_s"], "gflop": (flops or 0) / 1e9,
-                     "compile_s": r["compile_s"]})
+                     "gbyte": (n_bytes or 0) / 1e9, "compile_s": r["compile_s"]})
     rows[-1]["compile_s"] = None  # the step was compiled (and cached) for the main row: see its compile_s
     total = rows[-1]["ms"]
     for row in rows:
@@ -177,13 +182,15 @@ def measure(case: str, kind: str, quick: bool, data: str, repeats: int, fuse: in
     if fuse > 1:
         fused = C.compile_and_time(_fused(step, fuse), state, problem, key, repeats=max(2, repeats // 2))
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params["net"]))
+    flops, n_bytes = (one_pass_cost(step, state, problem, key) if config["mode"] == "coordinate"
+                      else (single["flops"], single["bytes"]))
     out = {
         "case": case, "model": kind, "config": {k: v for k, v in config.items()},
         "nodes": int(prob["A"].shape[1]), "samples": int(prob["Y"].shape[1]), "leads": int(prob["A"].shape[0]),
         "params": n_params, "step_ms": 1e3 * single["median_s"], "step_iqr_ms": 1e3 * single["iqr_s"],
         "fused_step_ms": fused and 1e3 * fused["median_s"] / fuse, "fused_iqr_ms": fused and 1e3 * fused["iqr_s"] / fuse,
         "fuse": fuse, "compile_s": single["compile_s"], "fused_compile_s": fused and fused["compile_s"],
-        "gflop_per_step": ((model_flops(step, state, problem, key) if config["mode"] == "coordinate" else single["flops"]) or 0) / 1e9,
+        "gflop_per_step": (flops or 0) / 1e9, "gbyte_per_step": (n_bytes or 0) / 1e9,
         "xla_memory": single["memory"],
     }
     if profile:
@@ -194,12 +201,21 @@ def measure(case: str, kind: str, quick: bool, data: str, repeats: int, fuse: in
 def run(args) -> dict:
     reps = C.repeats_of(args)
     peak = C.matmul_peak(2048 if args.quick else 4096)
+    stream = C.stream_bandwidth(1 << 26 if args.quick else 1 << 28)
+    balance = peak["flop_per_s"] / stream["bytes_per_s"]  # FLOP per byte at which both limits meet
     fuse = 1 if args.quick else 20  # quick: single jitted steps only (fused chunks cost a second compile)
     jobs = [("pdl", "body", True), ("pdl", "coordinate", True), ("default", "body", False),
             ("default", "coordinate", False), ("pdl", "pdl", True)]
     if args.quick:  # the default-geometry rows cost as much as the P-DL ones and add little
         jobs = [j for j in jobs if j[0] == "pdl"] if args.data.is_dir() else jobs[2:4]
-    notes = [f"measured matmul peak: {peak['flop_per_s'] / 1e9:.1f} GFLOP/s (float32 {peak['n']}², HIGHEST)"]
+    notes = [f"measured matmul peak: {peak['flop_per_s'] / 1e9:.1f} GFLOP/s (float32 {peak['n']}², HIGHEST)",
+             f"measured stream bandwidth: {stream['bytes_per_s'] / 1e9:.1f} GB/s (triad in place; "
+             f"{stream['fresh_output_bytes_per_s'] / 1e9:.1f} GB/s with a fresh output buffer per call); "
+             f"machine balance {balance:.1f} FLOP/byte",
+             "bw_fraction: the cost analysis' bytes per step / time / stream bandwidth; a row is 'memory' bound "
+             "when its FLOP per byte is below the machine balance (then bw_fraction is the fraction to read, "
+             "else mfu). Coordinate rows count the one-pass program's bytes: the chunked step keeps most "
+             "in cache, so their bw_fraction can exceed 1"]
     if args.quick:
         notes.append("quick: coordinate mode uses width 64 and 8 random 5-sample windows (full: width 128, full batch)")
     C._default_transfer(1000, 600, 352)  # build the BEM cache once, outside the timed children
@@ -214,6 +230,10 @@ def run(args) -> dict:
         best_ms = min(r["step_ms"], r["fused_step_ms"] or np.inf)
         r["gflop_per_s"] = r["gflop_per_step"] / (best_ms / 1e3)
         r["mfu"] = r["gflop_per_s"] * 1e9 / peak["flop_per_s"]
+        r["gbyte_per_s"] = r["gbyte_per_step"] / (best_ms / 1e3)
+        r["bw_fraction"] = r["gbyte_per_s"] * 1e9 / stream["bytes_per_s"]
+        if r["gbyte_per_step"] > 0:
+            r["bound"] = "memory" if r["gflop_per_step"] / r["gbyte_per_step"] < balance else "compute"
         for p in r.pop("profile", []):
             profiles.append({"case": f"{case}/{kind}", **p})
         rows.append(r)
@@ -227,11 +247,12 @@ def run(args) -> dict:
             "pdl_goal_met_rss(<=1GB)": r["peak_rss_mb"] <= 1024,
         }
     tables = [{"title": "profile of one step (parts jitted alone)", "rows": profiles,
-               "columns": ["case", "part", "ms", "iqr_ms", "gflop", "share_of_step", "compile_s"]}] if profiles else []
+               "columns": ["case", "part", "ms", "iqr_ms", "gflop", "gbyte", "share_of_step", "compile_s"]}] if profiles else []
     return {
-        "matmul_peak": peak, "rows": rows, "tables": tables, "summary": summary, "notes": notes,
+        "matmul_peak": peak, "stream_bandwidth": stream, "rows": rows, "tables": tables, "summary": summary, "notes": notes,
         "columns": ["case", "model", "nodes", "samples", "params", "step_ms", "step_iqr_ms", "fused_step_ms",
-                    "compile_s", "gflop_per_step", "gflop_per_s", "mfu", "peak_rss_mb"],
+                    "compile_s", "gflop_per_step", "gflop_per_s", "mfu", "gbyte_per_step", "bw_fraction", "bound",
+                    "peak_rss_mb"],
     }
 
 

@@ -24,12 +24,18 @@ def headline_rows(d: Path) -> list[tuple[str, str, str]]:
     ts = _load(d, "training_step")
     if ts:
         rows.append(("dense f32 matmul peak (same run)", f"{ts['matmul_peak']['flop_per_s'] / 1e9:.1f} GFLOP/s", "MFU denominator"))
+        if "stream_bandwidth" in ts:  # results from before 2026-12-04 have none
+            sb = ts["stream_bandwidth"]
+            rows.append(("stream triad bandwidth (same run)", f"{sb['bytes_per_s'] / 1e9:.1f} GB/s in place, "
+                         f"{sb['fresh_output_bytes_per_s'] / 1e9:.1f} GB/s into a fresh buffer", "bandwidth-fraction denominator"))
         for r in ts["rows"]:
             best = min(x for x in (r["step_ms"], r.get("fused_step_ms")) if x is not None)
             what = (f"P-DL baseline step, {r['nodes']}×{r['samples']} (5×10 MLP, AD, 400 colloc.)" if r["model"] == "pdl"
                     else f"EAND-ARN {r['model']} step, {r['case']} {r['nodes']}×{r['samples']}")
             goal = "≤ 1 GB; vs TensorFlow: see pdl_peer" if r["model"] == "pdl" else ""
-            rows.append((what, f"{_fmt(best)} ms, {_fmt(r['gflop_per_step'])} GFLOP, MFU {100 * r['mfu']:.0f} %, "
+            traffic = (f"{_fmt(r['gbyte_per_step'])} GB accessed, {100 * r['bw_fraction']:.0f} % of stream bandwidth "
+                       f"({r['bound']}-bound), " if r.get("bound") else "")
+            rows.append((what, f"{_fmt(best)} ms, {_fmt(r['gflop_per_step'])} GFLOP, MFU {100 * r['mfu']:.0f} %, {traffic}"
                                f"compile {_fmt(r['compile_s'])} s, peak RSS {_fmt(r['peak_rss_mb'])} MB", goal))
     peer = _load(d, "pdl_peer")
     if peer and peer.get("rows"):
