@@ -264,20 +264,21 @@ def device_memory() -> dict | None:
     return {"peak_mb": s.get("peak_bytes_in_use", 0) / 2**20, "in_use_mb": s.get("bytes_in_use", 0) / 2**20}
 
 
-def run_isolated(module: str, function: str, kwargs: dict, timeout: float = 900) -> dict:
+def run_isolated(module: str, function: str, kwargs: dict, timeout: float = 900, env: dict | None = None) -> dict:
     """Call ``module.function(**kwargs)`` (JSON-able in and out) in a fresh Python process, so that
     its peak RSS (``peak_rss_mb``, added here from the child) belongs to that call alone. The child's
-    ``device_memory`` is added too (GPU). Raises ``RuntimeError`` with the child's stderr on failure."""
+    ``device_memory`` is added too (GPU). ``env``: variables added to the child's environment.
+    Raises ``RuntimeError`` with the child's stderr on failure."""
     code = (
         "import json, sys; from importlib import import_module; from benchmarks import _common as c; "
         f"r = getattr(import_module({module!r}), {function!r})(**json.loads(sys.argv[1])); "
         "r['peak_rss_mb'] = c.peak_rss_mb(); r['device_memory'] = c.device_memory(); "
         "print('@@RESULT@@' + json.dumps(r))"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), child_env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, cwd=ROOT, env=env,
+        [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, cwd=ROOT, env=child_env,
         timeout=timeout,
     )
     if proc.returncode != 0:
