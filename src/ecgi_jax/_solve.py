@@ -59,7 +59,28 @@ def _validate(Y, A):
         raise ValueError(f"Y has {Y.shape[0]} rows but A has {A.shape[0]}: both must have M rows (leads).{hint}")
     if 0 in Y.shape or 0 in A.shape:
         raise ValueError(f"Y {Y.shape} and A {A.shape} must be non-empty (at least one lead, sample and heart node).")
-    return _working_precision(Y, A)
+    Y, A = _working_precision(Y, A)
+    for x, name in ((Y, "Y"), (A, "A")):
+        _check_magnitude(x, name)
+    return Y, A
+
+
+def _check_magnitude(x, name: str):
+    """Refuse values whose squares the working precision cannot sum: every method forms norms
+    and normal equations of ``Y`` and ``A`` (in float32 a ``Y`` scaled by 1e30 overflowed them and
+    came back 10× off without a word; scaled by 1e-30, they underflow)."""
+    big = float(jnp.max(jnp.abs(x)))
+    if big == 0.0:
+        return
+    fi = jnp.finfo(x.dtype)
+    hi = float(np.sqrt(float(fi.max) / x.size)) / 10
+    lo = float(np.sqrt(float(fi.tiny))) * 1e3
+    if big > hi or big < lo:
+        raise ValueError(
+            f"{name}'s largest magnitude is {big:.3g}: outside [{lo:.1g}, {hi:.1g}], the range in which "
+            f"{x.dtype} can sum the squares of its {x.size} entries. Rescale {name} (e.g. potentials to mV, "
+            "distances to mm) or enable float64 (jax.config.update('jax_enable_x64', True))."
+        )
 
 
 def _working_precision(Y, A):

@@ -42,6 +42,14 @@ def check_operator(op, name: str, n: int, square: bool = False):
     if len(shape) != 2 or shape[1] != n or (square and shape[0] != n):
         want = f"({n}, {n})" if square else f"(K, {n})"
         raise ValueError(f"{name} has shape {tuple(shape)}; expected {want} for N = {n} heart nodes.")
-    if not bool(np.all(np.isfinite(np.asarray(vals)))):
+    vals = np.asarray(vals)
+    if not bool(np.all(np.isfinite(vals))):
         raise ValueError(f"{name} contains NaN or Inf values.")
+    if not np.any(vals):
+        # An all-zero (or edgeless) penalty regularizes nothing: the problem keeps A's null space
+        # and the solvers returned NaN.
+        raise ValueError(
+            f"{name} has no nonzero entry (an all-zero or empty operator): it regularizes nothing. "
+            "Build it from the heart mesh, e.g. operators.huiskamp_laplacian(vertices, adjacency)."
+        )
     return op

@@ -173,7 +173,9 @@ def pin_constant_mode(A, R, name="the regularization operator"):
     if not in_null:
         return R, False
     sv = np.linalg.svd(a @ basis[:, in_null], compute_uv=False)
-    if sv.min() > tol * np.linalg.norm(a @ probe):
+    # More blind components than leads: A cannot tell them apart, whatever its singular values
+    # (the SVD returns only min(M, k) of them).
+    if len(in_null) <= a.shape[0] and sv.min() > tol * np.linalg.norm(a @ probe):
         return R, False
     if n_parts == 1:
         return _with_mean_row(R, n, r_probe), True
