@@ -357,7 +357,16 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def finish(name: str, result: dict, args) -> Path:
-    """Add the machine facts and options, write ``<out>/<name>.json`` and print the table(s)."""
+    """Add the machine facts and options, write ``<out>/<name>.json`` and print the table(s).
+
+    A result with rows always carries the machine's matmul peak measured in the same process
+    (measured here, after the run, if the benchmark did not): this VM's rate has read 62 to 465
+    GFLOP/s on different days, so only fractions of it compare across days."""
+    if result.get("rows") and "matmul_peak" not in result:
+        result = {**result, "matmul_peak": matmul_peak(2048 if args.quick else 4096)}
+        result["notes"] = [*result.get("notes", []),
+                           f"measured matmul peak: {result['matmul_peak']['flop_per_s'] / 1e9:.1f} GFLOP/s "
+                           "(float32, same process, after the run)"]
     result = {"benchmark": name, "quick": bool(args.quick), "machine": machine_info(), **result}
     path = write_result(name, result, args.out)
     print(f"\n== {name} ({'quick' if args.quick else 'full'}) ==")

@@ -120,7 +120,7 @@ def run(args) -> dict:
         dict(stage="set-up, compile, training (rest of the call)", seconds=max(total - pacing_s - shooting_s - template_s, 0.0)),
     ]
     return {
-        "rows": rows, "columns": ["what", "seconds", "re", "at_mae", "note"],
+        "matmul_peak": peak, "rows": rows, "columns": ["what", "seconds", "re", "at_mae", "note"],
         "tables": [{"title": "stages of the default eand-arn call", "rows": stages, "columns": ["stage", "seconds"]}],
         "summary": {"nodes": n_heart, "samples": n_samples, "case_build_s": build_s, "eand_arn_total_s": total,
                     "eand_arn_multi_site_s": multi_s, "goal_s": 60.0,
