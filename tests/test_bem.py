@@ -110,7 +110,6 @@ def test_solid_angle_rows_and_winding():
     np.testing.assert_allclose(winding_number([[0, 0, 0], [0, 0, 9]], s), [1.0, 0.0], atol=1e-12)
 
 
-
 def test_layer_integrals_do_not_depend_on_chunks_or_threads(monkeypatch):
     # Every chunk writes its own rows: one row per chunk on one thread, or a few big chunks on
     # several threads, must give the same bits.
@@ -129,6 +128,7 @@ def test_layer_integrals_do_not_depend_on_chunks_or_threads(monkeypatch):
         np.testing.assert_array_equal(w, runs[0][2])
     # The winding number is the double layer's row sum (both: the solid angle / 4 pi).
     np.testing.assert_allclose(runs[0][2], runs[0][0].sum(1), atol=1e-12)
+
 
 # ----------------------------------------------------------------------------- concentric spheres
 def test_gain_formula_limits():

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 
 from ecgi_jax import datasets, forward, metrics, operators, solve
 from ecgi_jax.ep import APParams, Stimulus, simulate
@@ -259,7 +260,7 @@ BAD_INPUTS = [
     pytest.param(lambda: _solve(Y=_problem()[0] * 1e-30, method="tikhonov-0"), ValueError, "Y's largest magnitude is .*e-30.*Rescale Y", id="solve-Y-1e-30"),
     pytest.param(lambda: _solve(A=_problem()[1] * 1e25, method="tikhonov-0"), ValueError, "A's largest magnitude", id="solve-A-1e25"),
     pytest.param(lambda: _solve(method="tikhonov-2", laplacian=np.zeros((20, 20))), ValueError, "laplacian has no nonzero entry", id="solve-laplacian-all-zero"),
-    pytest.param(lambda: _solve(method="tikhonov-2", laplacian=operators.SparseOperator.from_scipy(__import__("scipy.sparse").sparse.csr_matrix((20, 20)))), ValueError, "laplacian has no nonzero entry", id="solve-laplacian-no-edges"),
+    pytest.param(lambda: _solve(method="tikhonov-2", laplacian=operators.SparseOperator.from_scipy(scipy.sparse.csr_matrix((20, 20)))), ValueError, "laplacian has no nonzero entry", id="solve-laplacian-no-edges"),
     pytest.param(lambda: _solve(method="tikhonov-1", gradient=np.zeros((30, 20))), ValueError, "gradient has no nonzero entry", id="solve-gradient-all-zero"),
     pytest.param(lambda: solve(*_problem(n=40)[:2], method="tikhonov-2", laplacian=np.kron(np.eye(20), [[1.0, -1.0], [-1.0, 1.0]])), ValueError, "20 disconnected parts .*constant-blind on 20", id="solve-more-blind-parts-than-leads"),
     # ---- wrong-typed options: named, never coerced (issue 20, item 6)
