@@ -136,9 +136,12 @@ def configurations(methods, rules, steps: int, pdl_steps: int) -> list[tuple[str
             for rule in rules:
                 if rule == "oracle" and "truth" not in opts:
                     continue
-                if name == "spatiotemporal" and rule not in ("gcv", "discrepancy", "oracle"):
+                if name == "spatiotemporal" and rule not in ("default", "gcv", "creso", "discrepancy", "oracle"):
                     continue  # its two-parameter grid supports these rules only
-                out.append((f"{name} [{rule}]", name, rule, {"lambda_rule": rule}))
+                if rule == "default":  # the method's own rule, as a user gets it
+                    out.append((name, name, None, {}))
+                else:
+                    out.append((f"{name} [{rule}]", name, rule, {"lambda_rule": rule}))
         else:
             out.append((name, name, None, {}))
     return out
