@@ -310,3 +310,35 @@ def test_solve_in_physical_units(tmp_path, capsys):
     capsys.readouterr()
     assert "length_unit='m'" in _error(capsys, [*base, "--laplacian", f"{tmp_path}/heart_m.vtk", "--length-unit", "mm"])
     assert "pass --dt" in _error(capsys, [*base, "--time-unit", "ms"])
+
+
+CACHE_SCRIPT = """
+import sys, jax, jax.numpy as jnp
+from ecgi_jax import use_compilation_cache
+folder = sys.argv[1]
+open(folder + "-file", "w").close()
+assert use_compilation_cache(folder + "-file/xla") is None  # cannot be made: nothing cached, nothing configured
+assert use_compilation_cache(folder) is not None
+assert use_compilation_cache(folder + "-other") == __import__("pathlib").Path(folder)  # configured: left alone
+print(float(jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((3, 3))).sum()))
+"""
+
+
+def test_compiled_programs_are_kept_on_disk_and_a_configured_cache_is_left_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ecgi_jax import use_compilation_cache
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE") and not k.startswith("JAX_PERSISTENT")}
+    folder = tmp_path / "xla"
+    runs = [subprocess.run([sys.executable, "-c", CACHE_SCRIPT, str(folder)], capture_output=True, text=True, env=env, timeout=120)
+            for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout  # the loaded program gives the compiled one's result
+    assert any(f.name.startswith("jit_") for f in folder.iterdir())
+    assert not (tmp_path / "xla-other").exists()
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        use_compilation_cache(tmp_path / "x", max_bytes=0)

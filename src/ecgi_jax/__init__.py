@@ -8,6 +8,7 @@ The package follows the pipeline of an ECGI study:
 from . import activation, datasets, ep, forward, geometry, io, metrics, operators, synthetic
 from ._solve import METHODS, Method, Result, SolveError, Solution, method_options, methods_table, register_method, solve
 from ._batch import solve_batch
+from ._compilation_cache import use_compilation_cache
 from .solvers.neural import _methods as _neural_methods  # registers "eand-arn" and "pdl"
 from .solvers.shooting import _methods as _shooting_methods  # registers "ap-shooting" and "hybrid"
 from .solvers.activation import _methods as _activation_methods  # registers "activation-based"
@@ -16,7 +17,7 @@ from . import methods  # one typed class per method, made from the registry: aft
 __all__ = [
     "geometry", "operators", "forward", "ep", "synthetic", "metrics", "datasets", "io", "activation",
     "solve", "Method", "methods", "Solution", "Result", "SolveError", "register_method", "METHODS", "methods_table", "method_options",
-    "solve_batch",
+    "solve_batch", "use_compilation_cache",
 ]
 
 __version__ = "0.1.0"

@@ -428,8 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ecgi-jax", description="Inverse ECG modelling (ECGI) in JAX.", formatter_class=raw,
                 epilog="Run 'ecgi-jax COMMAND --help' for the options of a command.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    cache_help = ("do not keep compiled programs on disk (by default demo, simulate, forward and solve keep them in "
+                  "$ECGI_JAX_CACHE/xla or ~/.cache/ecgi_jax/xla, so a later run loads instead of compiling them)")
+    p.add_argument("--no-compile-cache", action="store_true", help=cache_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    common.add_argument("--no-compile-cache", action="store_true", default=argparse.SUPPRESS, help=cache_help)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser(
@@ -542,6 +546,11 @@ def main(argv=None) -> int:
     if passthrough is not None:
         args.args = passthrough
     try:
+        # experiment and bench start their own processes: benchmarks time fresh compilations.
+        if args.command in ("demo", "simulate", "forward", "solve") and not args.no_compile_cache:
+            from ._compilation_cache import use_compilation_cache
+
+            use_compilation_cache()
         return int(args.func(args) or 0)
     except (UserError, ValueError, OSError) as e:
         # UserError: the CLI's own checks. ValueError / FileNotFoundError / OSError: the library's
