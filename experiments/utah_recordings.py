@@ -2,7 +2,8 @@
 
     python experiments/utah_recordings.py [--shared ../shared] [--out results/utah_recordings]
         [--beats NAME ...] [--snrs 30 20] [--seeds 0] [--rules gcv lcurve oracle]
-        [--methods ...] [--ap-methods ap-shooting eand-arn] [--steps 300] [--quick]
+        [--methods ...] [--ap-methods ap-shooting eand-arn] [--steps N] [--time-scale 10]
+        [--ap-observation extracellular] [--quick]
 
 Data (``ecgi_jax.datasets.load_utah_sock490``; ``pulse-utah-sock490/README.md``): measured sock
 electrograms (490 leads, 1 kHz, mV, the QRS of 17 paced beats), the authors' activation times,
@@ -31,17 +32,24 @@ Comparisons:
   the earliest reconstructed activation and the measured pacing node.
 * Aliev–Panfilov based methods (``--ap-methods``: ``ap-shooting``, ``eand-arn``, ``hybrid``, ``pdl``)
   reconstruct a normalised *transmembrane* potential u, not an electrogram, so their
-  potentials are **not** compared with the electrograms: only u's activation times (threshold
-  crossing of u) and the localisation error are scored. They get the sock's Huiskamp Laplacian
-  and the sample spacing in AP time units ``--ap-dt`` (default 0.1 per 1 ms sample). Why 0.1:
-  the model's front speed is ``c = √(D·k/2)·(1 − 2a) ≈ 5.1`` mm per AP time unit (D = 10 mm²,
-  k = 8, a = 0.1), and an epicardial conduction velocity of ≈ 0.5 mm/ms maps 1 ms to
-  ≈ 0.1 units. (The AP-duration time scale, 12.9 ms per unit, would make the model's front
-  about 4× too slow to cover the sock within the QRS.) One fixed scale for every beat: an
-  assumption, not a fit to the measured activation. Note the model mismatch by construction:
-  these methods explain ``Y = A·u`` with ``u ∈ [0, 1]``, while here ``Y`` is ``A`` times
-  electrograms in mV. (Quick run, one beat: ap-shooting's fit ended at misfit 1.0 with u ≡ 0,
-  i.e. no node activates; column ``activated`` reports the fraction of good nodes that do.)
+  potentials are **not** compared with the electrograms: only u's activation times (steepest
+  upstroke, as in ``ecgsim_activation.py``) and the localisation error are scored. They get the
+  sock in physical units, ``HeartModel.from_mesh(sock, dt=1.0, length_unit="mm",
+  time_unit="ms", time_scale=--time-scale)``: one AP time unit is ``--time-scale`` ms (default
+  ``operators.DEFAULT_MS_PER_AP`` = 10: the model's front speed ``c = √(D·k/2)·(1 − 2a) ≈ 5.1`` mm
+  per AP unit then reads ≈ 0.5 mm/ms, an epicardial conduction velocity; the AP-duration scale,
+  12.9 ms per unit, would make the front about 4× too slow to cover the sock within the QRS).
+  One fixed scale for every beat: an assumption, not a fit to the measured activation. The
+  data are ``A`` times electrograms in mV, not ``A·u`` with ``u ∈ [0, 1]``. ``--ap-observation``
+  says how the methods relate them (each with its other defaults; ``--steps`` only where given):
+  ``"extracellular"`` (default): an electrogram falls as the tissue under it depolarises,
+  ``φ ≈ −g·u + c(t) + b`` with a far field ``c(t)`` common to the sock, so ``Y ≈ −g·A·u +
+  (A·1)·c(t) + b`` (``forward.without_common_mode``); ``"gain-offset"``: ``Y = g·A·u + b`` with
+  ``g > 0``, the model of a TMP-based transfer matrix, which on these data took the complement
+  of the beat or found no positive gain at all (7 of 17 beats). Column ``activated``: the
+  fraction of good nodes whose u activates at all.
+  (Before 2026-12-04 they ran at AP units with the identity observation and 300 steps, scored at
+  u's half-range crossing: ``utah_recordings_ap`` in ``RESULTS.md``.)
 * ``activation-based`` explains the data by a tanh *upstroke* per node (activation times as the
   unknowns), so it is scored the same way: upstroke times of its reconstruction, no RE/CC.
 * Row ``measured (downslope)``: our downslope estimator applied to the measured electrograms,
@@ -68,9 +76,9 @@ import jax
 import numpy as np
 
 import ecgi_jax
-from ecgi_jax import forward, metrics, operators
+from ecgi_jax import ep, forward, metrics, operators
 from ecgi_jax.datasets import load_utah_sock490
-from ecgi_jax.operators import edge_gradient
+from ecgi_jax.operators import HeartModel, edge_gradient
 
 try:  # activation-time estimators for extracellular electrograms
     from ecgi_jax import activation as _activation
@@ -103,8 +111,8 @@ def downslope_times(X, adjacency=None, good=None, method: str = "downslope") -> 
 
 
 def upstroke_times(U) -> np.ndarray:
-    """Activation time (ms, 1 kHz samples) of a transmembrane potential: half-range crossing of u."""
-    return np.asarray(metrics.activation_times(U, 1.0, method="threshold"))
+    """Activation time (ms, 1 kHz samples) of a transmembrane potential: its steepest upstroke."""
+    return np.asarray(ep.activation_times(U, 1.0, method="upstroke"))
 
 
 def localization_mm(at: np.ndarray, vertices: np.ndarray, pacing_node: int, good: np.ndarray) -> float:
@@ -159,8 +167,11 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=None, help="classical methods (default: all registered non-AP ones)")
     p.add_argument("--ap-methods", nargs="*", default=None, choices=AP_METHODS,
                    help="Aliev–Panfilov based methods (default: ap-shooting eand-arn; none with --quick)")
-    p.add_argument("--steps", type=int, default=300, help="Adam steps of eand-arn / hybrid")
-    p.add_argument("--ap-dt", type=float, default=0.1, help="AP time units per 1 ms sample (docstring)")
+    p.add_argument("--steps", type=int, default=None, help="Adam steps of the neural methods (default: each method's)")
+    p.add_argument("--time-scale", type=float, default=None,
+                   help="ms per AP time unit of the AP methods (default operators.DEFAULT_MS_PER_AP; docstring)")
+    p.add_argument("--ap-observation", default="extracellular", choices=["gain-offset", "extracellular", "identity"],
+                   help="observation model of the AP methods that take one (docstring)")
     p.add_argument("--at-method", default="downslope", choices=["downslope", "coherent"],
                    help="activation times of electrograms: steepest downslope or spatially coherent")
     p.add_argument("--quick", action="store_true",
@@ -180,7 +191,8 @@ def main(argv=None):
         p.error(f"unknown beat(s) {unknown}; available: {', '.join(sorted(data.beats))}")
     classical = args.methods or [m for m in ecgi_jax.METHODS if m not in NEURAL and m not in AP_METHODS]
     configs = configurations(classical, args.rules, args.steps, args.steps)
-    configs += [(m, m, None, {"steps": args.steps, "progress": False} if m in NEURAL else {}) for m in args.ap_methods]
+    steps = {} if args.steps is None else {"steps": args.steps}
+    configs += [(m, m, None, {**steps, "progress": False, "observation": args.ap_observation}) for m in args.ap_methods]
     configs = [(lab, m, r, {k: v for k, v in o.items() if k in ecgi_jax.method_options(m)}) for lab, m, r, o in configs]
 
     sock = data.sock
@@ -191,6 +203,7 @@ def main(argv=None):
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     setup = Setup(name="utah", A=A, lap=operators.huiskamp_laplacian(vertices, adj), grad=edge_gradient(vertices, adj),
                   vertices=vertices, adjacency=adj, dt=1.0, n_samples=None)
+    heart = HeartModel.from_mesh(sock, dt=1.0, length_unit="mm", time_unit="ms", time_scale=args.time_scale)
 
     rows, failures, maps = [], [], {}
     for bi, name in enumerate(names):
@@ -219,13 +232,16 @@ def main(argv=None):
         truth = np.broadcast_to(X_filled.astype(np.float32), (len(Ys),) + X_true.shape)
         for label, method, rule, opts in configs:
             ap = method in AP_METHODS
-            setup["dt"] = args.ap_dt if ap else 1.0
-            all_opts = {**operator_options(method, setup), **opts}
             try:
                 t0 = time.perf_counter()
-                kw = dict(all_opts, truth=truth) if rule == "oracle" else all_opts
                 keys = [jax.random.key(pr["seed"]) for pr in problems] if "key" in ecgi_jax.method_options(method) else None
-                sols = ecgi_jax.solve_batch(Ys, A, method=method, keys=keys, **kw)
+                if ap:  # physical units through the heart model; one call per problem (each its own start)
+                    sols = [ecgi_jax.solve(Y, A, method=method, heart=heart, **({"key": k} if keys else {}), **opts)
+                            for Y, k in zip(Ys, keys or [None] * len(Ys))]
+                else:
+                    all_opts = {**operator_options(method, setup), **opts}
+                    kw = dict(all_opts, truth=truth) if rule == "oracle" else all_opts
+                    sols = ecgi_jax.solve_batch(Ys, A, method=method, keys=keys, **kw)
                 per = (time.perf_counter() - t0) / len(sols)
             except Exception as exc:  # reported in the table and results.json, the study goes on
                 msg = f"{type(exc).__name__}: {exc}"
@@ -243,6 +259,8 @@ def main(argv=None):
                                cc=float(metrics.mean_correlation(U[good], X_true[good], "time")),
                                compared=f"electrograms + activation ({args.at_method})")
                 ats = at_scores(at_hat, at_true, good, X_true.shape[1])
+                if ap:  # the start the method chose, and the gain it fitted
+                    row.update({k: sol.diagnostics[k] for k in ("start", "observation_gain", "result") if k in sol.diagnostics})
                 # No activated node: no earliest node either, so no localisation.
                 loc_hat = localization_mm(at_hat, vertices, beat.pacing_node, good) if ats["activated"] > 0 else None
                 row = dict(base, **pr, method=label, base_method=method, rule=rule, benchmark_only=rule == "oracle",

@@ -1,6 +1,7 @@
 """Shooting through the Aliev–Panfilov simulator: gradients, recovery, Laplace covariance, vmap."""
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -246,7 +247,6 @@ def test_per_node_neighbour_lists_work_like_csr(sphere):
 def test_pacing_search_warns_when_the_data_are_not_in_the_models_units(sphere):
     """The same beat in mV (100·Y − 85) or with its sign flipped: no single-site beat explains it
     better than its mean, and the search says so (naming units); in model units it is silent."""
-    import warnings
 
     from ecgi_jax.solvers.shooting import pacing_search
 
@@ -341,6 +341,95 @@ def test_eand_arn_with_a_gain_offset_observation_trains_in_model_units(sphere):
     assert np.abs(diff).max() < 1e-2 and np.linalg.norm(diff) < 1e-2 * np.linalg.norm(np.asarray(model.U))
     with pytest.raises(ValueError, match="fits the gain and offsets to a physics start"):
         solve(Y_mv, A, method="eand-arn", observation="gain-offset", **{**common, "start": "tikhonov"})
+
+
+def _extracellular_leads(vertices, m):
+    """A potential-based transfer matrix (``A·1 ≠ 0``): a heart potential common to every node reaches the leads."""
+    rng = np.random.default_rng(0)
+    leads = rng.normal(size=(m, 3))
+    leads = 3.0 * np.abs(vertices).max() * leads / np.linalg.norm(leads, axis=1, keepdims=True)
+    return 40.0 / np.linalg.norm(leads[:, None, :] - vertices[None], axis=-1)
+
+
+def test_extracellular_observation_of_a_hand_made_case():
+    """``Y = A·(−g·U + 1·c(t)ᵀ) + b·1ᵀ``: projecting ``A·1`` out leaves the gain-offset model of
+    ``−Y`` exactly, and the diagnostics rebuild ``Y`` with the gain ``−g``."""
+    from ecgi_jax.forward import extracellular_observation, reduce_observation, without_common_mode
+
+    rng = np.random.default_rng(4)
+    A = rng.uniform(0.5, 2.0, size=(9, 14))
+    U = rng.uniform(size=(14, 25))
+    c, b = rng.normal(size=25), rng.normal(size=9)
+    Y = A @ (-3.0 * U + c[None, :]) + b[:, None]
+    Yp, Ap = without_common_mode(Y, A)
+    a1 = A.sum(axis=1)
+    # float32 unless jax_enable_x64: tolerances of its rounding on numbers of order 10.
+    np.testing.assert_allclose(np.asarray(Ap).sum(axis=1) @ a1, 0.0, atol=1e-3)  # A·1 is projected out
+    b_perp = b - a1 * (a1 @ b) / (a1 @ a1)
+    np.testing.assert_allclose(np.asarray(Yp), 3.0 * np.asarray(Ap) @ U - b_perp[:, None], atol=1e-4)
+    d = extracellular_observation(Y, A, U)
+    np.testing.assert_allclose(d["observation_gain"], -3.0, rtol=1e-5)
+    rebuilt = d["observation_gain"] * A @ U + np.outer(a1, d["observation_common_mode"]) + np.asarray(d["observation_offset"])[:, None]
+    np.testing.assert_allclose(rebuilt, Y, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(d["observation_offset"]) @ a1, 0.0, atol=1e-3)
+    assert reduce_observation(Y, A, "gain-offset") == (Y, A, "gain-offset")  # the others pass through
+    with pytest.raises(ValueError, match="observation must be one of .*extracellular"):
+        reduce_observation(Y, A, "electrograms")
+    with pytest.raises(ValueError, match="A·1 ≠ 0"):
+        without_common_mode(Y, A - A.mean(axis=1, keepdims=True))
+
+
+def test_extracellular_recordings_are_fitted_where_gain_offset_takes_the_complement(sphere):
+    """Electrograms ``φ = −g·u + c(t) + b`` through a potential-based ``A``: with
+    ``observation='extracellular'`` shooting finds the pacing node and the gain ``−g``; the
+    gain-offset model of the same data has no beat to offer (it fits ``+g``)."""
+    mesh, lap, _, U, _ = sphere
+    A = jnp.asarray(_extracellular_leads(mesh.vertices, 30), jnp.float32)
+    t = np.arange(U.shape[1]) * 0.1
+    far_field = jnp.asarray(0.8 * np.sin(2.0 * t), jnp.float32)
+    phi = -25.0 * U + far_field[None, :] + jnp.asarray(np.random.default_rng(2).normal(-5.0, 1.0, (U.shape[0], 1)), jnp.float32)
+    Y = _noisy(A @ phi, 0.02)
+    common = dict(laplacian=lap, dt=0.1, vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8, n_starts=2, max_iter=12)
+    shot = solve(Y, A, method="ap-shooting", observation="extracellular", **common)
+    d = shot.diagnostics
+    assert d["pacing_node"] == NODE and abs(d["pacing_onset"] - ONSET) < 0.1
+    np.testing.assert_allclose(d["observation_gain"], -25.0, rtol=0.05)
+    assert float(jnp.linalg.norm(shot.U - U) / jnp.linalg.norm(U)) < 0.3
+    assert shot.options["observation"] == "extracellular"
+    a1 = np.asarray(A, np.float64).sum(axis=1)
+    rebuilt = d["observation_gain"] * np.asarray(A @ shot.U) + np.outer(a1, d["observation_common_mode"]) + np.asarray(d["observation_offset"])[:, None]
+    assert np.linalg.norm(rebuilt - np.asarray(Y)) < 0.1 * np.linalg.norm(np.asarray(Y) - np.asarray(Y).mean(axis=1, keepdims=True))
+    with pytest.raises((ValueError, UserWarning)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            solve(Y, A, method="ap-shooting", observation="gain-offset", **common)
+    with pytest.raises(ValueError, match="A·1 ≠ 0"):  # sphere's own A is mean-referenced: no common mode reaches it
+        solve(Y, sphere[2], method="ap-shooting", observation="extracellular", **common)
+
+
+def test_eand_arn_on_extracellular_recordings(sphere):
+    from ecgi_jax import solve_batch
+    from ecgi_jax.forward import MovableHeart, without_common_mode
+
+    mesh, lap, _, U, _ = sphere
+    A = jnp.asarray(_extracellular_leads(mesh.vertices, 30), jnp.float32)
+    Ys = [_noisy(A @ (-25.0 * U + 0.5 * seed), 0.02, seed) for seed in (0, 1)]
+    common = dict(laplacian=lap, dt=0.1, vertices=mesh.vertices, adjacency=mesh.adjacency, start="pacing", steps=10, progress=False)
+    alone = [solve(Y, A, method="eand-arn", observation="extracellular", **common) for Y in Ys]
+    direct = solve(*without_common_mode(Ys[0], A), method="eand-arn", observation="gain-offset", **common)
+    np.testing.assert_array_equal(np.asarray(alone[0].U), np.asarray(direct.U))  # one piece of code serves both
+    assert alone[0].diagnostics["observation_gain"] == -direct.diagnostics["observation_gain"]
+    for sol in alone:
+        # The gain is fitted to the pacing start (the node's beat at onset 0, RE 0.47 here: the
+        # truth's onset is 0.5): measured -18.5, against -25.0 fitted to the truth itself.
+        assert sol.diagnostics["pacing_node"] == NODE and -30.0 < sol.diagnostics["observation_gain"] < -15.0
+    batch = solve_batch(jnp.stack(Ys), A, method="eand-arn", observation="extracellular", **common)
+    for one, of_batch in zip(alone, batch):
+        np.testing.assert_allclose(of_batch.diagnostics["observation_gain"], one.diagnostics["observation_gain"], rtol=1e-3)
+        np.testing.assert_allclose(np.asarray(of_batch.U), np.asarray(one.U), atol=1e-2)
+    heart = MovableHeart(mesh, geometry.icosphere(1).scaled(60.0))  # refused before a BEM solve
+    with pytest.raises(ValueError, match="does not move the heart"):
+        solve(Ys[0], A, method="eand-arn", observation="extracellular", movable_heart=heart, **common)
 
 
 def test_bad_input_is_rejected(sphere):

@@ -60,7 +60,10 @@ class HeartModel(NamedTuple):
         observation: how the recordings relate to the model's potentials, for the methods that
             model it (``ap-shooting``, ``eand-arn``): ``"identity"`` (``Y = A·u``),
             ``"gain-offset"`` (``Y = g·A·u + b``: recordings in mV, per-lead references; see
-            :func:`ecgi_jax.forward.project_gain_offset`), or ``None`` (each method's default).
+            :func:`ecgi_jax.forward.project_gain_offset`), ``"extracellular"`` (``A`` maps
+            heart-surface extracellular potentials, as for a sock of electrograms:
+            ``Y ≈ −g·A·u + (A·1)·c(t) + b``; :func:`ecgi_jax.forward.without_common_mode`), or
+            ``None`` (each method's default).
         movable_heart: the heart and torso meshes and electrodes ``A`` was built from, as an
             :class:`ecgi_jax.forward.MovableHeart`, for the methods that can move the heart to
             where the recordings put it (``eand-arn``), or ``None`` (the heart stays where ``A``

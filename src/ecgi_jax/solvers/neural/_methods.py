@@ -7,7 +7,7 @@ import inspect
 
 from ..._registry import Solution, register_batch_method, register_method
 from ...ep import APParams
-from ...forward import MovableHeart
+from ...forward import MovableHeart, extracellular_observation, reduce_observation
 from ._eand_arn import EANDARNConfig, eand_arn, eand_arn_batch
 from ._train import TrainConfig
 
@@ -36,6 +36,21 @@ def _solution(fit, name, options):
     diagnostics = {k: v for k, v in fit.info.items()}
     diagnostics["final_loss"] = fit.history["loss"][-1] if fit.history["loss"] else float("nan")
     return Solution(fit.U, name, diagnostics, options, recovery=fit.V, history=fit.history)
+
+
+def _reduced(Y, A, o: dict):
+    """``(Y, A, o)`` as EAND-ARN fits them (:func:`~ecgi_jax.forward.reduce_observation`)."""
+    Y, A, observation = reduce_observation(Y, A, o["observation"])
+    if observation != o["observation"] and o["movable_heart"] is not None:
+        raise ValueError("observation='extracellular' does not move the heart (the common mode is projected out of a "
+                         "fixed A): pass movable_heart=None, or use observation='gain-offset' with movable_heart.")
+    return Y, A, {**o, "observation": observation}
+
+
+def _extracellular(sol: Solution, Y, A, observation: str) -> Solution:
+    if observation == "extracellular":  # the gain (fixed at the start), offsets and common mode of the user's own Y
+        sol.diagnostics.update(extracellular_observation(Y, A, sol.U, gain=sol.diagnostics["observation_gain"]))
+    return sol
 
 
 def _fields_of(config_class, o: dict) -> dict:
@@ -134,7 +149,11 @@ def solve_eand_arn(
     :class:`~ecgi_jax.solvers.neural.TrainConfig`'s fields (one source of defaults), every one of
     them reachable here. ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
     ``A``, per-lead references); the gain and offsets are fitted to the physics start and reported
-    in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``. ``movable_heart``
+    in ``diagnostics["observation_gain"]`` / ``["observation_offset"]``. ``observation="extracellular"``:
+    ``A`` maps heart-surface extracellular potentials (a sock of electrograms) and
+    ``Y ≈ −g·A u + (A·1)·c(t) + b``; fitted as ``"gain-offset"`` after projecting ``A·1`` out of
+    every frame (:func:`~ecgi_jax.forward.without_common_mode`), with ``observation_gain`` (``−g``),
+    ``observation_offset`` and ``observation_common_mode`` (``c(t)``) of the user's ``Y``. ``movable_heart``
     (:class:`~ecgi_jax.forward.MovableHeart`, the meshes and electrodes ``A`` was built from): the
     start also fits where the heart sits (its translation; the rotation is held), reported in
     ``diagnostics["heart_pose"]`` (a pose of :mod:`ecgi_jax.forward`: ``tx, ty, tz`` in the meshes'
@@ -142,9 +161,10 @@ def solve_eand_arn(
     template fits more."""
     o = dict(locals())
     options = _record_eand_arn(o)
+    Y_fit, A_fit, o = _reduced(Y, A, o)
     cfg, train, shared = _eand_arn_settings(o)
-    fit = eand_arn(Y, A, config=cfg, train=train, key=key, start=start, truth=truth, **shared)
-    return _solution(fit, "eand-arn", options)
+    fit = eand_arn(Y_fit, A_fit, config=cfg, train=train, key=key, start=start, truth=truth, **shared)
+    return _extracellular(_solution(fit, "eand-arn", options), Y, A, observation)
 
 
 def _per_problem_starts(start, n_problems):
@@ -163,16 +183,19 @@ def batch_eand_arn(Y, A, *, keys=None, place=None, replicate=None, **options) ->
     o = {**_defaults(solve_eand_arn), **options}
     if o["key"] is not None:
         raise TypeError("solve_batch takes per-problem keys through keys=, not key=.")
+    options = _record_eand_arn(o)
+    As = [A] * len(Y) if A.ndim == 2 else list(A)
+    reduced = [_reduced(y, a, o) for y, a in zip(Y, As, strict=True)]
+    o = reduced[0][2]
     cfg, train, shared = _eand_arn_settings(o)
     if train.lbfgs_steps:
         raise ValueError("lbfgs_steps is not supported by solve_batch (L-BFGS runs per problem); use solve() in a loop.")
-    As = [A] * len(Y) if A.ndim == 2 else list(A)
     fits = eand_arn_batch(
-        list(Y), As, config=cfg, train=train, keys=keys, starts=_per_problem_starts(o["start"], len(Y)),
-        truths=o["truth"], place=place, **shared,
+        [y for y, _, _ in reduced], [a for _, a, _ in reduced], config=cfg, train=train, keys=keys,
+        starts=_per_problem_starts(o["start"], len(Y)), truths=o["truth"], place=place, **shared,
     )
-    options = _record_eand_arn(o)
-    return [_solution(f, "eand-arn", {**options, "key": None if keys is None else "<given>"}) for f in fits]
+    options = {**options, "key": None if keys is None else "<given>"}
+    return [_extracellular(_solution(f, "eand-arn", options), y, a, options["observation"]) for f, y, a in zip(fits, Y, As)]
 
 
 def _pdl_settings(o: dict):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..._registry import Solution, get_method, register_method
 from ...ep import APParams
-from ...forward import misfit_scale
+from ...forward import extracellular_observation, misfit_scale, reduce_observation
 from ._shooting import shooting_fit
 
 
@@ -66,17 +66,21 @@ def solve_ap_shooting(
     ``observation="gain-offset"``: recordings ``Y = g·A u + b`` (mV, another scale or sign of
     ``A``, per-lead references), the gain and offsets projected out of every residual (misfits are
     over the leads' centred ``‖Y‖²``); the best beat's are ``observation_gain`` /
-    ``observation_offset``.
+    ``observation_offset``. ``observation="extracellular"``: ``A`` maps heart-surface
+    extracellular potentials and ``Y ≈ −g·A u + (A·1)·c(t) + b``, fitted as ``"gain-offset"``
+    after projecting ``A·1`` out of every frame (misfits are of the projected data), with
+    ``observation_gain`` (``−g``), ``observation_offset`` and ``observation_common_mode`` of ``Y``.
     """
     options = _recorded(locals())
+    Y_fit, A_fit, fitted_as = reduce_observation(Y, A, observation)
     fit = shooting_fit(
-        Y, A, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=start,
+        Y_fit, A_fit, laplacian, vertices=vertices, adjacency=adjacency, dt=dt, ap_params=ap_params, start=start,
         n_starts=n_starts, fit_D=fit_D, fit_a=fit_a, max_iter=max_iter, screen_iter=screen_iter, tol=tol, max_advance=max_advance,
-        n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine, observation=observation,
+        n_candidates=n_candidates, substeps=substeps, prior_sd=prior_sd, refine=refine, observation=fitted_as,
     )
     names = list(fit.names)
     best = fit.best
-    y2 = float(misfit_scale(Y, observation))
+    y2 = float(misfit_scale(Y_fit, fitted_as))
     diag = dict(
         names=names,
         parameters=dict(zip(names, fit.theta.tolist())),
@@ -96,8 +100,10 @@ def solve_ap_shooting(
         start_misfits=(np.asarray(fit.lm.cost, np.float64) / y2).tolist(),
         substeps=fit.config.substeps,
     )
-    if observation != "identity":
+    if fitted_as != "identity":
         diag.update(fit.observation.diagnostics())
+    if observation == "extracellular":  # the gain, offsets and common mode of the user's own Y
+        diag.update(extracellular_observation(Y, A, fit.U, gain=diag["observation_gain"]))
     # Delta method: D = D0·exp(η) → sd(D) ≈ D·sd(η); a = sigmoid(·) → sd(a) ≈ a(1 − a)·sd(η).
     if fit_D:
         diag["D_std"] = (np.asarray(fit.ap_params.D) * fit.std[names.index("log_D")]).tolist()
