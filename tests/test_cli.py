@@ -346,5 +346,6 @@ def test_compiled_programs_are_kept_on_disk_and_a_configured_cache_is_left_alone
     assert r.stdout.split()[-2:] == ["True", "True"]  # the same result, loaded from the folder
     assert any(f.name.startswith("jit_") for f in folder.iterdir())
     assert not (tmp_path / "xla-other").exists()
-    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
-        use_compilation_cache(tmp_path / "x", max_bytes=0)
+    for bad in (0, True, 1.5e9):
+        with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+            use_compilation_cache(tmp_path / "x", max_bytes=bad)

@@ -37,7 +37,7 @@ def use_compilation_cache(folder=None, *, max_bytes: int | None = None) -> Path 
     import jax
 
     if max_bytes is not None:
-        if not (isinstance(max_bytes, int) and max_bytes > 0):
+        if isinstance(max_bytes, bool) or not (isinstance(max_bytes, int) and max_bytes > 0):
             raise ValueError(f"max_bytes must be a positive integer (bytes on disk) or None; got {max_bytes!r}.")
         try:
             import filelock  # noqa: F401  (jax's eviction locks the folder with it)
