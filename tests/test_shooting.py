@@ -198,6 +198,43 @@ def test_site_refinement_walks_from_a_wrong_node_to_the_true_one(sphere):
     assert moved.starts.shape[0] == moved.lm.cost.shape[0] == len(moved.start_nodes)
 
 
+def test_a_walk_with_no_positive_gain_ends_the_refinement_and_keeps_the_fit(sphere, monkeypatch):
+    """Refinement walks are local probes: one whose single-node beat explains nothing (no
+    positive gain: seen on a measured beat with D far from D₀) ends the refinement with the fit
+    as it stands, instead of failing the whole call."""
+    from ecgi_jax.forward import NoPositiveGain
+    from ecgi_jax.solvers.shooting import _shooting
+
+    mesh, lap, A, U, Y = sphere
+    indptr, indices = mesh.adjacency
+    neighbour = int(indices[indptr[NODE]])
+    kw = dict(vertices=mesh.vertices, adjacency=mesh.adjacency, start=[neighbour], n_starts=1, fit_D=False, max_iter=0,
+              observation="gain-offset")
+    stuck = shooting_fit(Y, A, lap, refine=0, **kw)
+
+    def no_beat(*args, **kwargs):
+        raise NoPositiveGain("no positive gain maps the beat's body potentials to the data")
+
+    monkeypatch.setattr(_shooting, "pacing_search", no_beat)
+    kept = shooting_fit(Y, A, lap, refine=2, **kw)
+    assert kept.node == stuck.node == neighbour
+    np.testing.assert_array_equal(np.asarray(kept.theta), np.asarray(stuck.theta))
+
+
+def test_conduction_far_faster_than_the_nominal_model_is_fitted():
+    """A beat with D = 4·D₀ (beyond the box of ±log 2 used before 2026-12-04, where the fit sat at
+    2·D₀), on a sphere twice the fixture's so that it still spreads over the window: shooting
+    from D₀ recovers D within 20 % and the beat."""
+    mesh = geometry.icosphere(2).scaled(40.0)
+    lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
+    A = jnp.asarray(_leads(mesh.vertices, 30), jnp.float32)
+    U, _ = simulate(lap, jnp.zeros(mesh.n_vertices).at[NODE].set(1.0), ap_params=APParams(D=40.0), n_samples=N_T)
+    fit = solve(_noisy(A @ U, 0.02), A, method="ap-shooting", laplacian=lap, dt=0.1, vertices=mesh.vertices,
+                adjacency=mesh.adjacency, n_candidates=8, n_starts=2)
+    assert abs(fit.diagnostics["D"] - 40.0) < 8.0, fit.diagnostics["D"]
+    assert float(jnp.linalg.norm(fit.U - U) / jnp.linalg.norm(U)) < 0.1
+
+
 def test_staged_a_fit_records_first_stage_results_as_valid_full_model_parameters(sphere):
     """With ``fit_a`` the starts are fitted with a fixed first; their θ is padded with
     ``logit_a = 0``, which must reproduce the recorded cost under the full (fit_a) model."""

@@ -18,6 +18,7 @@ from ._reference import rereference
 from ._observation import (
     OBSERVATIONS,
     RECORDING_OBSERVATIONS,
+    NoPositiveGain,
     Observation,
     check_observation,
     extracellular_observation,
@@ -38,6 +39,7 @@ __all__ = [
     "rereference",
     "OBSERVATIONS",
     "RECORDING_OBSERVATIONS",
+    "NoPositiveGain",
     "Observation",
     "without_common_mode",
     "reduce_observation",

@@ -36,7 +36,7 @@ import numpy as np
 __all__ = [
     "OBSERVATIONS", "RECORDING_OBSERVATIONS", "Observation", "project_gain_offset", "observed_residual", "relative_misfit",
     "misfit_scale", "fit_observation", "check_observation", "without_common_mode", "extracellular_observation",
-    "reduce_observation",
+    "reduce_observation", "NoPositiveGain",
 ]
 
 #: ``"identity"``: ``Y = A·u`` (the data in the model's units); ``"gain-offset"``: ``Y = g·A·u + b``, ``g > 0``.
@@ -44,6 +44,10 @@ OBSERVATIONS = ("identity", "gain-offset")
 #: What the methods' ``solve`` entries accept: :data:`OBSERVATIONS` and ``"extracellular"``
 #: (``Y ≈ −g·A·u + (A·1)·c(t)ᵀ + b·1ᵀ``; module docstring), which they reduce to ``"gain-offset"``.
 RECORDING_OBSERVATIONS = OBSERVATIONS + ("extracellular",)
+
+
+class NoPositiveGain(ValueError):
+    """No gain ``g > 0`` maps a beat's body potentials to the data (:func:`fit_observation`)."""
 
 
 class Observation(NamedTuple):
@@ -110,7 +114,7 @@ def fit_observation(Y, P, kind: str) -> Observation:
         return Observation()
     _, gain, offset = project_gain_offset(jnp.asarray(Y), jnp.asarray(P, jnp.asarray(Y).dtype))
     if not float(gain) > 0:
-        raise ValueError(
+        raise NoPositiveGain(
             "no positive gain maps the beat's body potentials to the data (constant over the window, or "
             "anti-correlated: a transfer matrix of the opposite sign convention?)."
         )

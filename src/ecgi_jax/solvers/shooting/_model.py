@@ -16,10 +16,19 @@ import numpy as np
 from ...ep import APParams, APProblem, integrate
 from ...forward import observed_residual
 
-__all__ = ["ShootingConfig", "trajectory", "shoot", "residual", "misfit", "residual_and_jacobian", "parameter_bounds"]
+__all__ = ["ShootingConfig", "trajectory", "shoot", "residual", "misfit", "residual_and_jacobian", "parameter_bounds", "D_RANGE"]
 
 _HI = jax.lax.Precision.HIGHEST
-_LOG2 = math.log(2.0)
+#: ``D`` is fitted within ``[D₀ / D_RANGE, D₀·D_RANGE]``. The box must not bind where the data are
+#: not the model's: on measured Utah sock beats in physical units (development beats
+#: qrs_21jun01_3 / _4 / _12, one AP unit = 10 ms) the fit sat at ``2·D₀`` on all three, at
+#: ``4·D₀`` and near ``8·D₀`` on the two that ran, and inside ``16·D₀`` (D = 98 / 93 / 67) on all
+#: three, the misfit falling 0.35 → 0.23 → 0.10 on one of them (the apparent epicardial spread
+#: of a paced beat is faster than surface conduction: the wave also crosses the wall). Where
+#: ``D`` stays inside the old box nothing changes (the fit clips, it does not rescale), and the
+#: sub-steps, set for the box's fastest ``D``, were reaction-bound at every mesh tried. It was 2
+#: before 2026-12-04 (RESULTS.md, ``utah_recordings_extracellular_wide_D``).
+D_RANGE = 16.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,13 +168,13 @@ def residual_and_jacobian(theta, problem: APProblem, config: ShootingConfig):
 def parameter_bounds(vertices, spacing: float, config: ShootingConfig, dt: float):
     """Boxes ``(lower, upper)`` ``(p,)`` of θ: the centre within the heart's bounding box widened by
     5 spacings; width in [0.05, 10] mesh spacings; onset in [−pad·dt, (t−1)·dt/2]; log_D in
-    ±log 2; logit_a shift in ±1.5."""
+    ±log :data:`D_RANGE`; logit_a shift in ±1.5."""
     v = np.asarray(vertices, np.float64)
     lo = list(v.min(axis=0) - 5 * spacing) + [math.log(0.05 * spacing), -config.pad * dt]
     hi = list(v.max(axis=0) + 5 * spacing) + [math.log(10.0 * spacing), 0.5 * (config.n_samples - 1) * dt]
     if config.fit_D:
-        lo.append(-_LOG2)
-        hi.append(_LOG2)
+        lo.append(-math.log(D_RANGE))
+        hi.append(math.log(D_RANGE))
     if config.fit_a:
         lo.append(-1.5)
         hi.append(1.5)

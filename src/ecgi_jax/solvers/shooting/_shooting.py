@@ -14,7 +14,7 @@ started from a smooth initial activation. The parametrisation (``p = 5 … 7`` n
 * ``onset`` — time shift τ (AP units): ``U(t) = U_sim(t − τ)``, cubic (Catmull–Rom) interpolation
   between samples; before the onset the heart rests (``u = v = 0``); a negative τ (the beat started before
   the recording) is allowed down to ``−max_advance``, for which the simulation runs that much longer;
-* ``log_D`` (``fit_D``) — ``D = D₀·exp(η)``, η ∈ [−log 2, log 2] (a per-node ``D₀`` — a scar — is
+* ``log_D`` (``fit_D``) — ``D = D₀·exp(η)``, η ∈ ±log ``D_RANGE`` (16; a per-node ``D₀`` — a scar — is
   scaled as a whole);
 * ``logit_a`` (``fit_a``) — ``a = sigmoid(logit(a₀) + η)``, η ∈ [−1.5, 1.5].
 
@@ -45,10 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...ep import APParams, APProblem, activation_times, stable_substeps
-from ...forward import Observation, check_observation, fit_observation, misfit_scale
+from ...forward import NoPositiveGain, Observation, check_observation, fit_observation, misfit_scale
 from ...operators import SparseOperator, csr_adjacency
 from .._levenberg_marquardt import LMResult, levenberg_marquardt
-from ._model import ShootingConfig, _unpack, misfit, parameter_bounds, residual_and_jacobian, shoot
+from ._model import D_RANGE, ShootingConfig, _unpack, misfit, parameter_bounds, residual_and_jacobian, shoot
 from ._pacing import PacingSearch, pacing_search
 
 __all__ = ["ShootingFit", "fit_start", "laplace_covariance", "shooting_fit"]
@@ -298,7 +298,7 @@ def shooting_fit(
         raise ValueError(f"dt must be positive and max_advance non-negative; got dt={dt}, max_advance={max_advance}.")
     lap = _as_laplacian(laplacian, n, dtype)
     if substeps is None:
-        fastest = dataclasses.replace(ap_params, D=np.asarray(ap_params.D) * 2.0) if fit_D else ap_params
+        fastest = dataclasses.replace(ap_params, D=np.asarray(ap_params.D) * D_RANGE) if fit_D else ap_params
         substeps = stable_substeps(lap, fastest, dt)
     config = ShootingConfig(
         n_samples=int(n_t), substeps=int(substeps), pad=int(math.ceil(max_advance / dt - 1e-9)), fit_D=bool(fit_D),
@@ -375,10 +375,15 @@ def shooting_fit(
     for _ in range(refine):
         theta = np.asarray(lm.x[best], np.float64)
         node = _nearest(verts, theta[:3])
-        walk = pacing_search(
-            Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=_unpack(lm.x[best], problem, config)[3],
-            max_advance=max_advance, candidates=[node], substeps=int(substeps), observation=observation,
-        )
+        try:
+            walk = pacing_search(
+                Y, A, lap, vertices=verts, adjacency=adjacency, dt=dt, ap_params=_unpack(lm.x[best], problem, config)[3],
+                max_advance=max_advance, candidates=[node], substeps=int(substeps), observation=observation,
+            )
+        except NoPositiveGain:
+            # A single-node beat at the fitted D and a explains nothing here (seen on a measured
+            # beat with D far from D₀): no walk to take; the fitted patch stands.
+            break
         if walk.node == node:
             if bool(lm.converged[best]):
                 break
