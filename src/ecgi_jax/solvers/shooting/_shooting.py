@@ -247,7 +247,7 @@ def shooting_fit(
             spent most of a fit on starts that lose (642 nodes × 400 samples: 14.5 of 23 s).
         max_advance: how far (AP time) the onset may lie before sample 0.
         n_candidates: candidates of the pacing search.
-        substeps: simulator sub-steps per sample (default: stable for ``2·D₀`` if ``fit_D``).
+        substeps: simulator sub-steps per sample (default: stable for ``D_RANGE·D₀`` if ``fit_D``).
         prior_sd: ``(p,)`` sds of the weak prior in the Laplace covariance (default: centre
             20 spacings, log_width 2, onset 100·dt, log_D 1, logit_a 1).
         refine: rounds of site refinement after the multi-start fit. Levenberg–Marquardt moves
