@@ -141,8 +141,8 @@ def _common_mode_direction(A):
 def without_common_mode(Y, A):
     """``(Y', A')`` with the extracellular model on ``(Y, A)`` the ``"gain-offset"`` model on them:
     ``Y' = −P·Y``, ``A' = P·A``, ``P = I − â·âᵀ`` the projection of every frame orthogonally to
-    ``â = A·1 / ‖A·1‖`` (which removes the common mode ``c(t)`` exactly). Arrays in, arrays of the
-    same dtype out; ``Y`` and ``A`` themselves are not changed."""
+    ``â = A·1 / ‖A·1‖`` (which removes the common mode ``c(t)`` exactly). jax arrays out, in jax's
+    working dtype (float32 unless ``jax_enable_x64``); ``Y`` and ``A`` themselves are not changed."""
     Y, A = jnp.asarray(Y), jnp.asarray(A)
     a = jnp.asarray(_common_mode_direction(A), A.dtype)
     project = lambda X: X - a[:, None] * jnp.matmul(a[None, :], X, precision="highest")  # noqa: E731
@@ -167,6 +167,7 @@ def extracellular_observation(Y, A, U, gain: float | None = None) -> dict:
     offset -= a * (a @ offset)
     common = (a1 @ (rest - offset[:, None])) / (a1 @ a1)
     return {"observation_gain": -float(gain), "observation_offset": offset.tolist(), "observation_common_mode": common.tolist()}
+
 
 def reduce_observation(Y, A, observation):
     """``(Y, A, observation)`` as a method fits them: for ``"extracellular"``
