@@ -39,7 +39,9 @@ Comparisons:
   ``operators.DEFAULT_MS_PER_AP`` = 10: the model's front speed ``c = √(D·k/2)·(1 − 2a) ≈ 5.1`` mm
   per AP unit then reads ≈ 0.5 mm/ms, an epicardial conduction velocity; the AP-duration scale,
   12.9 ms per unit, would make the front about 4× too slow to cover the sock within the QRS).
-  One fixed scale for every beat: an assumption, not a fit to the measured activation. The
+  One fixed scale for every beat: an assumption, not a fit to the measured activation; shooting
+  fits ``D`` within ``[D₀/16, 16·D₀]`` and took 67–98 on the development beats (the apparent
+  epicardial spread of a paced beat is faster than surface conduction). The
   data are ``A`` times electrograms in mV, not ``A·u`` with ``u ∈ [0, 1]``. ``--ap-observation``
   says how the methods relate them (each with its other defaults; ``--steps`` only where given):
   ``"extracellular"`` (default): an electrogram falls as the tissue under it depolarises,
