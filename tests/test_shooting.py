@@ -221,10 +221,11 @@ def test_a_walk_with_no_positive_gain_ends_the_refinement_and_keeps_the_fit(sphe
     np.testing.assert_array_equal(np.asarray(kept.theta), np.asarray(stuck.theta))
 
 
-def test_conduction_far_faster_than_the_nominal_model_is_fitted():
+def test_conduction_far_faster_than_the_nominal_model_is_fitted(monkeypatch):
     """A beat with D = 4·D₀ (beyond the box of ±log 2 used before 2026-12-04, where the fit sat at
     2·D₀), on a sphere twice the fixture's so that it still spreads over the window: shooting
-    from D₀ recovers D within 20 % and the beat."""
+    from D₀ recovers D within 20 % and the beat; in the old box it says that D is held there."""
+    from ecgi_jax.solvers.shooting import _model
     mesh = geometry.icosphere(2).scaled(40.0)
     lap = operators.huiskamp_laplacian(mesh.vertices, mesh.adjacency)
     A = jnp.asarray(_leads(mesh.vertices, 30), jnp.float32)
@@ -233,6 +234,12 @@ def test_conduction_far_faster_than_the_nominal_model_is_fitted():
                 adjacency=mesh.adjacency, n_candidates=8, n_starts=2)
     assert abs(fit.diagnostics["D"] - 40.0) < 8.0, fit.diagnostics["D"]
     assert float(jnp.linalg.norm(fit.U - U) / jnp.linalg.norm(U)) < 0.1
+    assert fit.diagnostics["at_bounds"] == []
+    monkeypatch.setattr(_model, "D_RANGE", 2.0)
+    with pytest.warns(RuntimeWarning, match="log_D ended at the edge of the box"):
+        held = shooting_fit(_noisy(A @ U, 0.02), A, lap, vertices=mesh.vertices, adjacency=mesh.adjacency, n_candidates=8,
+                            n_starts=2, refine=0)
+    assert held.at_bounds == ("log_D",) and abs(float(held.ap_params.D) - 20.0) < 1e-3
 
 
 def test_staged_a_fit_records_first_stage_results_as_valid_full_model_parameters(sphere):

@@ -59,7 +59,8 @@ def solve_ap_shooting(
     """Shooting through the Aliev–Panfilov simulator (see :func:`~ecgi_jax.solvers.shooting.shooting_fit`).
 
     Diagnostics: ``parameters`` / ``std`` (name → value, Laplace sds), ``covariance`` ``(p, p)``,
-    ``names``, ``sigma2`` (residual variance), ``misfit`` (``‖Y − AU‖²/‖Y‖²``), ``pacing_node``
+    ``names``, ``at_bounds`` (physics parameters left at an edge of their box; a warning says so),
+    ``sigma2`` (residual variance), ``misfit`` (``‖Y − AU‖²/‖Y‖²``), ``pacing_node``
     (pacing site), ``pacing_onset``/``pacing_onset_std``, ``width``, ``D``/``D_std`` and ``a``/``a_std`` (delta method),
     ``iterations``/``converged`` of the best start, ``start_nodes``, ``start_misfits``.
 
@@ -99,6 +100,7 @@ def solve_ap_shooting(
         start_nodes=fit.start_nodes.tolist(),
         start_misfits=(np.asarray(fit.lm.cost, np.float64) / y2).tolist(),
         substeps=fit.config.substeps,
+        at_bounds=list(fit.at_bounds),
     )
     if fitted_as != "identity":
         diag.update(fit.observation.diagnostics())

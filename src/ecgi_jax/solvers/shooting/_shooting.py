@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -123,6 +124,8 @@ class ShootingFit(NamedTuple):
             :class:`LMResult` of every start.
         config: the :class:`ShootingConfig`.
         best: index of the fit returned (in ``starts``, ``start_nodes`` and ``lm``).
+        at_bounds: the physics parameters (``"log_D"``, ``"logit_a"``) the fit left at an edge of
+            their box (:func:`parameter_bounds`; a warning says so).
     """
 
     U: jax.Array
@@ -143,6 +146,7 @@ class ShootingFit(NamedTuple):
     config: ShootingConfig
     best: int
     observation: Observation = Observation()
+    at_bounds: tuple = ()
 
 
 def _spacing(vertices, adjacency) -> float:
@@ -400,12 +404,24 @@ def shooting_fit(
     U, V = _shoot(theta, problem, config)
     _, width, onset, fitted = _unpack(theta, problem, config)
     th = np.asarray(theta, np.float64)
+    # A physics parameter held by its box is a model the data push beyond: say so, do not hide it.
+    at_bounds = tuple(name for name, x, lo, hi in zip(config.names, th, lower, upper)
+                      if name in ("log_D", "logit_a") and min(x - lo, hi - x) <= 1e-3 * (hi - lo))
+    if at_bounds:
+        warnings.warn(
+            f"shooting: {' and '.join(at_bounds)} ended at the edge of the box it is fitted in (D = "
+            f"{np.asarray(fitted.D).mean():.3g}, a = {float(fitted.a):.3g}): the data ask for a beat the model does not "
+            "reach there. Check the units: the mesh in mm, dt in AP time units (HeartModel.from_mesh(..., time_unit=, "
+            "time_scale=) converts recordings in ms).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return ShootingFit(
         U=U, V=V, theta=th, names=config.names, cov=cov, std=np.sqrt(np.diag(cov)), sigma2=sigma2, ap_params=fitted,
         node=_nearest(verts, th[:3]), onset=float(onset), width=float(width),
         misfit=float(lm.cost[best] / misfit_scale(Y, observation)),
         starts=theta0, start_nodes=np.asarray(nodes), lm=lm, config=config, best=best,
-        observation=fit_observation(Y, jnp.matmul(A, U, precision=_HI), observation),
+        observation=fit_observation(Y, jnp.matmul(A, U, precision=_HI), observation), at_bounds=at_bounds,
     )
 
 
