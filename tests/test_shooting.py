@@ -421,6 +421,8 @@ def test_extracellular_observation_of_a_hand_made_case():
         reduce_observation(Y, A, "electrograms")
     with pytest.raises(ValueError, match="A·1 ≠ 0"):
         without_common_mode(Y, A - A.mean(axis=1, keepdims=True))
+    with pytest.raises(ValueError, match=r"must share their leads; got Y \(8, 25\), A \(9, 14\)"):
+        without_common_mode(Y[:8], A)
 
 
 def test_extracellular_recordings_are_fitted_where_gain_offset_takes_the_complement(sphere):

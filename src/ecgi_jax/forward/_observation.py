@@ -144,6 +144,8 @@ def without_common_mode(Y, A):
     ``â = A·1 / ‖A·1‖`` (which removes the common mode ``c(t)`` exactly). jax arrays out, in jax's
     working dtype (float32 unless ``jax_enable_x64``); ``Y`` and ``A`` themselves are not changed."""
     Y, A = jnp.asarray(Y), jnp.asarray(A)
+    if Y.ndim != 2 or A.ndim != 2 or Y.shape[0] != A.shape[0]:
+        raise ValueError(f"Y (leads, samples) and A (leads, heart nodes) must share their leads; got Y {Y.shape}, A {A.shape}.")
     a = jnp.asarray(_common_mode_direction(A), A.dtype)
     project = lambda X: X - a[:, None] * jnp.matmul(a[None, :], X, precision="highest")  # noqa: E731
     return -project(Y).astype(Y.dtype), project(A)
